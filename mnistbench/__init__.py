@@ -1,0 +1,1 @@
+"""Library behind the DVC stages in stages/: params, data, model, train, evaluate, files."""

@@ -1,0 +1,154 @@
+"""Obtain, verify, split and store MNIST; load the stored splits as tensors.
+
+Raw files come through torchvision's dataset class (its mirrors, MD5 check, IDX parsing). Where
+they come from is set by DATA_MIRROR: roots separated by `:`, each a directory or a URL prefix
+holding `<dataset>/<file>`, e.g. DATA_MIRROR=../shared/datasets or
+DATA_MIRROR=https://example.org/datasets:/mnt/mirror. Unset, torchvision's canonical mirrors are
+used. Wherever a file comes from, its MD5 and SHA-256 must match checksums.json.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torchvision
+from torchvision.datasets.utils import extract_archive
+
+from mnistbench.files import FileFormatError, load_tensors, save_tensors
+
+CHECKSUMS_FILE = Path(__file__).with_name("checksums.json")
+IMAGE_SIZE = 28
+NUM_CLASSES = 10
+
+
+class DataError(RuntimeError):
+    """Raw data could not be obtained or failed verification; the message says which file and why."""
+
+
+@dataclass(frozen=True)
+class RawFile:
+    name: str
+    md5: str
+    sha256: str
+
+
+def pinned_files(dataset: str = "mnist", checksums_file: Path = CHECKSUMS_FILE) -> tuple[RawFile, ...]:
+    table = json.loads(Path(checksums_file).read_text())[dataset]
+    return tuple(RawFile(name, sums["md5"], sums["sha256"]) for name, sums in table.items())
+
+
+# A URL keeps its own colons (scheme, port); anything else splits on ':' like PATH.
+_ROOT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/:]*(?::\d+)?[^:]*|[^:]+")
+
+
+def parse_mirrors(value: str | None) -> list[str]:
+    return [root.strip() for root in _ROOT.findall(value or "") if root.strip()]
+
+
+def is_url(root: str) -> bool:
+    return "://" in root
+
+
+def digests(path: Path) -> tuple[str, str]:
+    md5, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            md5.update(chunk)
+            sha256.update(chunk)
+    return md5.hexdigest(), sha256.hexdigest()
+
+
+def verify(path: Path, expected: RawFile) -> str | None:
+    """None when the file matches its pinned checksums, else why not (one line)."""
+    md5, sha256 = digests(path)
+    if sha256 != expected.sha256:
+        return f"{path}: SHA-256 {sha256}, expected {expected.sha256} (size {path.stat().st_size} bytes)"
+    if md5 != expected.md5:
+        return f"{path}: MD5 {md5}, expected {expected.md5}"
+    return None
+
+
+def fetch(workdir: Path, mirrors: list[str], files: tuple[RawFile, ...], dataset: str = "mnist"):
+    """Obtain and verify the raw files in `workdir`; return (train_images, train_labels,
+    test_images, test_labels) as uint8 (N, 28, 28) and int64 (N,) tensors."""
+    dataset_cls = type("MNIST", (torchvision.datasets.MNIST,), {
+        "resources": [(f.name, f.md5) for f in files],
+        # torchvision cannot read file:// URLs, so directory mirrors are copied in below instead.
+        "mirrors": [root.rstrip("/") + f"/{dataset}/" for root in mirrors if is_url(root)]
+        if mirrors else list(torchvision.datasets.MNIST.mirrors),
+    })
+    raw = Path(workdir) / dataset_cls.__name__ / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+
+    problems, missing = [], []
+    for f in files:
+        for root in (r for r in mirrors if not is_url(r)):
+            src = Path(root) / dataset / f.name
+            if not src.is_file():
+                problems.append(f"{src}: no such file")
+                continue
+            problem = verify(src, f)
+            if problem:
+                problems.append(problem)
+                continue
+            shutil.copyfile(src, raw / f.name)
+            extract_archive(str(raw / f.name))
+            break
+        else:
+            missing.append(f.name)
+
+    if missing:
+        if not dataset_cls.mirrors:
+            raise DataError(f"{missing[0]} not found intact in DATA_MIRROR={':'.join(mirrors)}: {'; '.join(problems)}")
+        try:  # downloads the missing files; verifies MD5 of every file, present or downloaded
+            dataset_cls(str(workdir), train=True, download=True)
+        except RuntimeError as e:
+            reason = " ".join(str(e).split())
+            raise DataError(f"{reason}{' (also: ' + '; '.join(problems) + ')' if problems else ''}") from None
+    for f in files:  # SHA-256 of every file, whichever way it came
+        problem = verify(raw / f.name, f)
+        if problem:
+            raise DataError(problem)
+
+    try:
+        train, test = (dataset_cls(str(workdir), train=flag) for flag in (True, False))
+    except (RuntimeError, AssertionError, ValueError) as e:
+        raise DataError(f"{raw}: verified files do not parse as MNIST IDX data ({e})") from None
+    return train.data, train.targets, test.data, test.targets
+
+
+def split(images: torch.Tensor, labels: torch.Tensor, val_size: int, seed: int):
+    """Seeded split into (train, val), each a dict of images (N, 28, 28) uint8 and labels (N,) int64.
+    Both keep the original order; training reshuffles every epoch anyway."""
+    n = len(labels)
+    if not 0 < val_size < n:
+        raise DataError(f"prepare.val_size = {val_size}: must be between 1 and {n - 1} (the training set has {n} images)")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    val_idx, train_idx = perm[:val_size].sort().values, perm[val_size:].sort().values
+    return ({"images": images[train_idx].contiguous(), "labels": labels[train_idx].contiguous()},
+            {"images": images[val_idx].contiguous(), "labels": labels[val_idx].contiguous()})
+
+
+def save_split(path: Path, images: torch.Tensor, labels: torch.Tensor) -> None:
+    save_tensors(path, {"images": images.to(torch.uint8).contiguous(), "labels": labels.to(torch.int64).contiguous()})
+
+
+def load_split(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (N, 28, 28) uint8 and labels (N,) int64 of a prepared split, checked."""
+    obj = load_tensors(path, "prepared data")
+    images, labels = (obj.get(k) if isinstance(obj, dict) else None for k in ("images", "labels"))
+    if not (isinstance(images, torch.Tensor) and isinstance(labels, torch.Tensor)):
+        raise FileFormatError(f"{path}: not a prepared split (expected tensors 'images' and 'labels'); rerun `dvc repro prepare`")
+    if images.dtype != torch.uint8 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE) or images.dim() != 3:
+        raise FileFormatError(f"{path}: images are {images.dtype} {tuple(images.shape)}, expected uint8 (N, 28, 28); rerun `dvc repro prepare`")
+    if labels.dtype != torch.int64 or labels.shape != images.shape[:1]:
+        raise FileFormatError(f"{path}: labels are {labels.dtype} {tuple(labels.shape)}, expected int64 ({len(images)},); rerun `dvc repro prepare`")
+    if len(labels) and not (0 <= int(labels.min()) and int(labels.max()) < NUM_CLASSES):
+        raise FileFormatError(f"{path}: labels outside 0..9; rerun `dvc repro prepare`")
+    return images, labels

@@ -1,0 +1,93 @@
+"""Test-set scoring with scikit-learn, and the pictures made from it.
+
+    logits = predict_logits(model, x, batch_size)           # (N, 10)
+    scores = score(y_true, logits)                          # dict of plain floats
+"""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless, and the same PNG bytes everywhere
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from sklearn.metrics import (ConfusionMatrixDisplay, accuracy_score, classification_report,  # noqa: E402
+                             confusion_matrix, f1_score, precision_recall_fscore_support)
+
+from mnistbench.data import NUM_CLASSES  # noqa: E402
+
+CLASSES = list(range(NUM_CLASSES))
+DECIMALS = 6  # metrics are rounded when written; accuracy on 10,000 images needs 4
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def score(y_true: np.ndarray, logits: torch.Tensor) -> tuple[dict, dict]:
+    """(summary, per_class) metrics of argmax predictions; labels 0..9 always all present as keys."""
+    y_pred = logits.argmax(1).numpy()
+    loss = F.cross_entropy(logits, torch.as_tensor(y_true), reduction="mean").item()
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=CLASSES, zero_division=0)
+    summary = {
+        "accuracy": round(float(accuracy_score(y_true, y_pred)), DECIMALS),
+        "macro_f1": round(float(f1_score(y_true, y_pred, labels=CLASSES, average="macro", zero_division=0)), DECIMALS),
+        "loss": round(loss, DECIMALS),
+    }
+    per_class = {str(c): {"precision": round(float(precision[c]), DECIMALS),
+                          "recall": round(float(recall[c]), DECIMALS),
+                          "f1": round(float(f1[c]), DECIMALS),
+                          "support": int(support[c])} for c in CLASSES}
+    return summary, per_class
+
+
+def predictions_csv(y_true: np.ndarray, y_pred: np.ndarray) -> str:
+    """One row per test image, the shape DVC's `confusion` template counts."""
+    return "actual,predicted\n" + "".join(f"{a},{p}\n" for a, p in zip(y_true.tolist(), y_pred.tolist()))
+
+
+def _png(fig, **savefig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None}, **savefig)  # no version stamp in the bytes
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def confusion_png(y_true: np.ndarray, y_pred: np.ndarray) -> bytes:
+    fig, ax = plt.subplots(figsize=(7, 6))
+    ConfusionMatrixDisplay(confusion_matrix(y_true, y_pred, labels=CLASSES), display_labels=CLASSES).plot(
+        ax=ax, cmap="Blues", values_format="d", colorbar=False)
+    ax.set(title=f"Confusion matrix: {len(y_true):,} test images", xlabel="Predicted", ylabel="Actual")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def report_png(y_true: np.ndarray, y_pred: np.ndarray) -> bytes:
+    text = classification_report(y_true, y_pred, labels=CLASSES, digits=4, zero_division=0)
+    fig = plt.figure(figsize=(6, 4))
+    fig.text(0, 1, "Classification report (test)\n\n" + text, family="monospace", fontsize=10, va="top")
+    return _png(fig, bbox_inches="tight", pad_inches=0.2)  # crop to the text
+
+
+def misclassified_png(images: torch.Tensor, y_true: np.ndarray, y_pred: np.ndarray, limit: int) -> bytes:
+    """The first `limit` misclassified test digits in test-set order, titled true/predicted."""
+    wrong = np.flatnonzero(y_true != y_pred)[:limit]
+    cols = 10 if len(wrong) > 10 else max(len(wrong), 1)
+    rows = max(1, -(-len(wrong) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.2 * cols, 1.45 * rows + 0.5), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, wrong):
+        ax.imshow(images[i].numpy(), cmap="gray_r", vmin=0, vmax=255)
+        ax.set_title(f"#{i}: {y_true[i]}→{y_pred[i]}", fontsize=8, color="firebrick")
+    fig.suptitle(f"Misclassified test digits (first {len(wrong)} of {int((y_true != y_pred).sum())}; true→predicted)",
+                 fontsize=9)
+    fig.tight_layout()
+    return _png(fig)

@@ -1,0 +1,70 @@
+"""Atomic, byte-reproducible file output and safe tensor loading.
+
+Every output of the pipeline goes through `write_bytes` (temp file in the same folder, fsync,
+rename), so a killed stage leaves the previous file or none, never half of one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+
+
+class FileFormatError(ValueError):
+    """A file a user handed in (data, checkpoint) is not what it should be."""
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs should read like any other file
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | Path, obj) -> None:
+    write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def write_text(path: str | Path, text: str) -> None:
+    write_bytes(path, text.encode())
+
+
+def save_tensors(path: str | Path, obj) -> None:
+    """torch.save to a buffer first: the zip's inner folder is then always "archive", so the
+    bytes do not depend on the file's name (saving to `x.tmp` and renaming would change them)."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_bytes(path, buf.getvalue())
+
+
+def load_tensors(path: str | Path, what: str):
+    """torch.load with weights_only=True: tensors and plain types only, never arbitrary pickles."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileFormatError(f"{path}: {what} not found; run `dvc repro` (or `dvc pull`) to make it")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0]
+        raise FileFormatError(f"{path}: refused to load {what}: it holds more than tensors and plain "
+                              f"types ({first}); only load files this pipeline wrote") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise FileFormatError(f"{path}: {what} is unreadable or truncated ({first}); "
+                              f"delete it and rerun `dvc repro`") from None

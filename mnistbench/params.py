@@ -1,0 +1,151 @@
+"""Typed, validated view of params.yaml, the only home of hyperparameters.
+
+    from mnistbench.params import load_params
+    params = load_params("params.yaml")      # raises ParamsError naming the bad key
+    params.train.lr                          # 0.001 (a float, as DVC reads it)
+
+params.yaml is read with ruamel.yaml (YAML 1.2), the parser DVC itself uses, so `1e-3` is the
+float 0.001 here exactly as in `dvc params diff`; PyYAML (YAML 1.1) would read it as a string.
+Every key must be declared below and present in the file: no defaults live in code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+
+class ParamsError(ValueError):
+    """A user error in params.yaml; its message is one line naming the key."""
+
+
+def _spec(help: str, *, min=None, max=None, min_exclusive=None, choices=None, min_items=None):
+    return field(metadata=dict(help=help, min=min, max=max, min_exclusive=min_exclusive,
+                               choices=choices, min_items=min_items))
+
+
+@dataclass(frozen=True)
+class PrepareParams:
+    val_size: int = _spec("training images held out for validation (of 60,000)", min=1)
+    split_seed: int = _spec("seed of the permutation that picks the validation images", min=0)
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    hidden: tuple[int, ...] = _spec("widths of the hidden ReLU layers of the MLP", min=1, min_items=1)
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    seed: int = _spec("seed of the weight init and of the per-epoch shuffle", min=0)
+    epochs: int = _spec("passes over the training set", min=1)
+    batch_size: int = _spec("images per optimizer step", min=1)
+    lr: float = _spec("Adam learning rate", min_exclusive=0.0)
+    normalize_mean: float = _spec("mean pixel value (of [0, 1] pixels) subtracted before the model")
+    normalize_std: float = _spec("pixel standard deviation divided out before the model", min_exclusive=0.0)
+    device: str = _spec("where to train: auto picks cuda when present", choices=("auto", "cpu", "cuda"))
+    threads: int = _spec("torch CPU threads; the count changes the float bits of the result", min=1)
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    batch_size: int = _spec("test images per forward pass (memory only; results do not depend on it)", min=1)
+    misclassified_shown: int = _spec("misclassified test digits drawn in plots/misclassified.png", min=0)
+
+
+@dataclass(frozen=True)
+class Params:
+    prepare: PrepareParams
+    model: ModelParams
+    train: TrainParams
+    evaluate: EvaluateParams
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    try:
+        tree = YAML(typ="safe", pure=True).load(path.read_text())
+    except OSError as e:
+        raise ParamsError(f"{path}: cannot read it ({e.strerror})") from None
+    except YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where else ""
+        raise ParamsError(f"{path}: not valid YAML{line}: {getattr(e, 'problem', None) or e}") from None
+    return from_dict(tree, path=str(path))
+
+
+def from_dict(tree, path: str = "params.yaml") -> Params:
+    return _build(Params, tree, prefix="", path=path)
+
+
+def _build(cls, tree, prefix: str, path: str):
+    where = prefix.rstrip(".") or "the top level"
+    if not isinstance(tree, dict):
+        raise ParamsError(f"{path}: {where} must be a mapping of keys, got {_show(tree)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(tree) - set(fields), key=str)
+    if unknown:
+        raise ParamsError(f"{path}: unknown key {prefix}{unknown[0]}; allowed in {where}: {', '.join(fields)}")
+    missing = [name for name in fields if name not in tree]
+    if missing:
+        raise ParamsError(f"{path}: missing key {prefix}{missing[0]}: {fields[missing[0]].metadata.get('help', 'a section')}")
+    values = {}
+    for name, f in fields.items():
+        key = prefix + name
+        if dataclasses.is_dataclass(hints[name]):
+            values[name] = _build(hints[name], tree[name], prefix=key + ".", path=path)
+        else:
+            values[name] = _check(key, tree[name], hints[name], f.metadata, path)
+    return cls(**values)
+
+
+def _check(key: str, value, hint, rules, path: str):
+    def fail(expected: str):
+        return ParamsError(f"{path}: {key} = {_show(value)}: {expected}")
+
+    if typing.get_origin(hint) is tuple:  # tuple[int, ...]: a YAML list of ints
+        if not isinstance(value, list):
+            raise fail("must be a list of integers, e.g. [128, 64]")
+        if len(value) < (rules["min_items"] or 0):
+            raise fail(f"must have at least {rules['min_items']} item(s)")
+        item_rules = dict(rules, min_items=None)
+        return tuple(_check(f"{key}[{i}]", item, int, item_rules, path) for i, item in enumerate(value))
+    # bool is a subclass of int in Python; `shuffle: 1` or `epochs: true` must not pass as each other.
+    if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise fail("must be an integer")
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise fail("must be a number, e.g. 0.001 or 1e-3")
+        value = float(value)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise fail("must be a finite number")
+    if hint is str and not isinstance(value, str):
+        raise fail("must be a string")
+    if rules["choices"] is not None and value not in rules["choices"]:
+        raise fail(f"must be one of {', '.join(rules['choices'])}")
+    if rules["min"] is not None and value < rules["min"]:
+        raise fail(f"must be >= {rules['min']}")
+    if rules["max"] is not None and value > rules["max"]:
+        raise fail(f"must be <= {rules['max']}")
+    if rules["min_exclusive"] is not None and value <= rules["min_exclusive"]:
+        raise fail(f"must be > {rules['min_exclusive']}")
+    return value
+
+
+def _show(value) -> str:
+    return repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
+
+
+def as_dict(params) -> dict:
+    """Plain dict (lists, not tuples) of a params section, for checkpoints and logs."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(params).items()}
+
+
+__all__ = ["Params", "ParamsError", "load_params", "from_dict", "as_dict",
+           "PrepareParams", "ModelParams", "TrainParams", "EvaluateParams"]

@@ -1,0 +1,90 @@
+"""Training on in-memory tensors: batches are index slices of a seeded permutation, no DataLoader.
+
+    model, history = fit(model_params, train_params, (x_train, y_train), (x_val, y_val), device)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mnistbench.model import MLP, build_model
+from mnistbench.params import ModelParams, ParamsError, TrainParams
+
+
+def configure_torch(threads: int, device: str) -> torch.device:
+    """Thread count and deterministic kernels (both change float bits); returns the device to use."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by deterministic cuBLAS
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ParamsError("params.yaml: train.device = 'cuda' but torch sees no CUDA device; use auto or cpu")
+    return torch.device(device)
+
+
+def normalize(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+    """(N, 28, 28) uint8 -> (N, 784) float32, pixels scaled to [0, 1] then standardized."""
+    return (images.reshape(len(images), -1).to(torch.float32) / 255.0 - mean) / std
+
+
+def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                batch_size: int, generator: torch.Generator) -> tuple[float, float]:
+    """One pass in a fresh seeded order; returns (mean loss, accuracy) over the pass."""
+    model.train()
+    n = len(y)
+    order = torch.randperm(n, generator=generator).to(x.device)
+    loss_sum = torch.zeros((), device=x.device)  # summed on the device: no per-step host sync
+    correct = torch.zeros((), dtype=torch.int64, device=x.device)
+    for start in range(0, n, batch_size):
+        idx = order[start:start + batch_size]
+        xb, yb = x[idx], y[idx]  # (B, 784), (B,)
+        logits = model(xb)  # (B, 10)
+        loss = F.cross_entropy(logits, yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * len(idx)
+        correct += (logits.detach().argmax(1) == yb).sum()
+    return loss_sum.item() / n, correct.item() / n
+
+
+@torch.no_grad()
+def loss_and_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for start in range(0, len(y), batch_size):
+        logits = model(x[start:start + batch_size])
+        yb = y[start:start + batch_size]
+        loss_sum += F.cross_entropy(logits, yb, reduction="sum").item()
+        correct += int((logits.argmax(1) == yb).sum())
+    return loss_sum / len(y), correct / len(y)
+
+
+def fit(model_params: ModelParams, params: TrainParams, train: tuple[torch.Tensor, torch.Tensor],
+        val: tuple[torch.Tensor, torch.Tensor], device: torch.device,
+        log: Callable[[str], None] = print) -> tuple[MLP, list[dict]]:
+    """Train from a seeded init on normalized (x, y) pairs already on `device`; returns the model
+    and one history row per epoch (losses and accuracies, no timings: the rows are reproducible)."""
+    torch.manual_seed(params.seed)
+    model = build_model(model_params).to(device)
+    # fused: one kernel per tensor instead of ~10; 0.93 -> 0.75 s/epoch on 2 cores (1 thread)
+    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr, fused=True)
+    generator = torch.Generator().manual_seed(params.seed)  # CPU: same order on every device
+    history = []
+    for epoch in range(1, params.epochs + 1):
+        started = time.perf_counter()
+        train_loss, train_accuracy = train_epoch(model, optimizer, *train, params.batch_size, generator)
+        seconds = time.perf_counter() - started
+        val_loss, val_accuracy = loss_and_accuracy(model, *val, batch_size=4096)
+        history.append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
+                        "val_loss": val_loss, "val_accuracy": val_accuracy})
+        log(f"epoch {epoch:>3}/{params.epochs}  train loss {train_loss:.4f} acc {train_accuracy:.4f}  "
+            f"val loss {val_loss:.4f} acc {val_accuracy:.4f}  {seconds:.2f} s")
+    return model, history

@@ -1,0 +1,46 @@
+"""Stage evaluate: score the checkpoint on the 10,000 test images; write metrics and plots.
+
+    dvc repro evaluate  # or: python -m stages.evaluate --data data/prepared --model models/model.pt ...
+
+The only stage that reads test.pt.
+"""
+
+import argparse
+from pathlib import Path
+
+from mnistbench import data
+from mnistbench import evaluate as ev
+from mnistbench.cli import run_stage
+from mnistbench.files import write_bytes, write_json, write_text
+from mnistbench.model import load_checkpoint
+from mnistbench.params import load_params
+from mnistbench.train import configure_torch, normalize
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="folder holding test.pt")
+    parser.add_argument("--model", type=Path, required=True, help="checkpoint to score")
+    for name in ("metrics", "per-class", "predictions", "confusion-png", "report-png", "misclassified-png"):
+        parser.add_argument(f"--{name}", type=Path, required=True, help="output file")
+    args = parser.parse_args()
+    params = load_params()
+    configure_torch(params.train.threads, "cpu")
+
+    model, norm = load_checkpoint(args.model)
+    images, labels = data.load_split(args.data / "test.pt")
+    logits = ev.predict_logits(model, normalize(images, norm["mean"], norm["std"]), params.evaluate.batch_size)
+    y_true, y_pred = labels.numpy(), logits.argmax(1).numpy()
+    summary, per_class = ev.score(y_true, logits)
+
+    write_json(args.metrics, summary)
+    write_json(args.per_class, per_class)
+    write_text(args.predictions, ev.predictions_csv(y_true, y_pred))
+    write_bytes(args.confusion_png, ev.confusion_png(y_true, y_pred))
+    write_bytes(args.report_png, ev.report_png(y_true, y_pred))
+    write_bytes(args.misclassified_png, ev.misclassified_png(images, y_true, y_pred, params.evaluate.misclassified_shown))
+    print(f"evaluate: test accuracy {summary['accuracy']:.4f}  macro-F1 {summary['macro_f1']:.4f}  loss {summary['loss']:.4f}")
+
+
+if __name__ == "__main__":
+    run_stage("evaluate", main)

@@ -1,0 +1,37 @@
+"""Stage prepare: obtain and verify raw MNIST, split off validation, write tensors.
+
+    dvc repro prepare          # or: python -m stages.prepare --out data/prepared
+    DATA_MIRROR=../shared/datasets dvc repro prepare   # offline mirror (see mnistbench/data.py)
+
+Writes train.pt, val.pt, test.pt: dicts of images (N, 28, 28) uint8 and labels (N,) int64.
+"""
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+from mnistbench import data
+from mnistbench.cli import run_stage
+from mnistbench.params import load_params
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="folder for train.pt, val.pt, test.pt")
+    args = parser.parse_args()
+    params = load_params().prepare
+
+    mirrors = data.parse_mirrors(os.environ.get("DATA_MIRROR"))
+    with tempfile.TemporaryDirectory(prefix="mnist-raw-") as workdir:
+        train_images, train_labels, test_images, test_labels = data.fetch(Path(workdir), mirrors, data.pinned_files())
+    train, val = data.split(train_images, train_labels, params.val_size, params.split_seed)
+
+    data.save_split(args.out / "train.pt", **train)
+    data.save_split(args.out / "val.pt", **val)
+    data.save_split(args.out / "test.pt", test_images, test_labels)
+    print(f"prepare: {len(train['labels'])} train, {len(val['labels'])} val, {len(test_labels)} test images -> {args.out}")
+
+
+if __name__ == "__main__":
+    run_stage("prepare", main)

@@ -1,0 +1,45 @@
+"""Stage train: fit the MLP on data/prepared/train.pt, report on val.pt, write the checkpoint.
+
+    dvc repro train     # or: python -m stages.train --data data/prepared --model models/model.pt \
+                        #        --metrics metrics/train.json --history plots/history.csv
+"""
+
+import argparse
+from pathlib import Path
+
+from mnistbench import data
+from mnistbench.cli import run_stage
+from mnistbench.files import write_json, write_text
+from mnistbench.model import save_checkpoint
+from mnistbench.params import load_params
+from mnistbench.train import configure_torch, fit, normalize
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="folder holding train.pt and val.pt")
+    parser.add_argument("--model", type=Path, required=True, help="checkpoint to write")
+    parser.add_argument("--metrics", type=Path, required=True, help="final-epoch metrics JSON to write")
+    parser.add_argument("--history", type=Path, required=True, help="per-epoch CSV to write")
+    args = parser.parse_args()
+    params = load_params()
+    mean, std = params.train.normalize_mean, params.train.normalize_std
+    device = configure_torch(params.train.threads, params.train.device)
+
+    def load(split: str):
+        images, labels = data.load_split(args.data / f"{split}.pt")
+        return normalize(images, mean, std).to(device), labels.to(device)  # (N, 784), (N,)
+
+    model, history = fit(params.model, params.train, load("train"), load("val"), device)
+
+    save_checkpoint(args.model, model, params.model, mean, std)
+    last = history[-1]
+    write_json(args.metrics, {split: {"loss": round(last[f"{split}_loss"], 6), "accuracy": round(last[f"{split}_accuracy"], 6)}
+                              for split in ("train", "val")})
+    columns = list(last)
+    write_text(args.history, ",".join(columns) + "\n" + "".join(
+        ",".join(str(row[c]) if c == "epoch" else f"{row[c]:.6f}" for c in columns) + "\n" for row in history))
+
+
+if __name__ == "__main__":
+    run_stage("train", main)
