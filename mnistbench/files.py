@@ -10,6 +10,7 @@ import io
 import json
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -61,9 +62,13 @@ def load_tensors(path: str | Path, what: str):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0]
-        raise FileFormatError(f"{path}: refused to load {what}: it holds more than tensors and plain "
-                              f"types ({first}); only load files this pipeline wrote") from None
+        # torch's own message advises weights_only=False; we never do that, so we do not repeat it.
+        wanted = re.search(r"unsupported GLOBAL (\S+)", str(e))
+        if wanted:
+            raise FileFormatError(f"{path}: refused to load {what}: it asks to import {wanted.group(1)}, "
+                                  f"and only tensors and plain types may load; use files this pipeline wrote") from None
+        raise FileFormatError(f"{path}: {what} is unreadable or truncated (not a torch file of tensors); "
+                              f"delete it and rerun `dvc repro`") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise FileFormatError(f"{path}: {what} is unreadable or truncated ({first}); "

@@ -1,0 +1,126 @@
+import dataclasses
+
+import pytest
+import torch
+import torchvision
+
+from conftest import synthetic_digits, write_mirror
+from mnistbench import data
+from mnistbench.files import FileFormatError, save_tensors
+
+
+def test_pinned_checksums_match_torchvisions_md5s():
+    pinned = data.pinned_files("mnist")
+    assert [(f.name, f.md5) for f in pinned] == [tuple(r) for r in torchvision.datasets.MNIST.resources]
+    assert all(len(f.sha256) == 64 for f in pinned)
+
+
+@pytest.mark.parametrize("value, roots", [
+    (None, []),
+    ("", []),
+    ("../shared/datasets", ["../shared/datasets"]),
+    ("/a:/b", ["/a", "/b"]),
+    ("https://example.org/data:/mnt/m", ["https://example.org/data", "/mnt/m"]),
+    ("/m:http://host:8080/x/y:file:///srv/d", ["/m", "http://host:8080/x/y", "file:///srv/d"]),
+])
+def test_parse_mirrors_keeps_url_colons(value, roots):
+    assert data.parse_mirrors(value) == roots
+
+
+def test_fetch_parses_idx_files_from_a_directory_mirror(tmp_path, mirror):
+    root, files = mirror
+    train_images, train_labels, test_images, test_labels = data.fetch(tmp_path / "work", [str(root)], files)
+    expected_train, expected_test = synthetic_digits(300, seed=1), synthetic_digits(100, seed=2)
+    assert train_images.dtype == torch.uint8 and train_images.shape == (300, 28, 28)
+    assert train_labels.dtype == torch.int64
+    assert torch.equal(train_images, expected_train[0]) and torch.equal(train_labels, expected_train[1])
+    assert torch.equal(test_images, expected_test[0]) and torch.equal(test_labels, expected_test[1])
+
+
+def test_fetch_falls_through_to_the_next_mirror(tmp_path, mirror):
+    root, files = mirror
+    empty = tmp_path / "empty"
+    (empty / "mnist").mkdir(parents=True)
+    result = data.fetch(tmp_path / "work", [str(empty), str(root)], files)
+    assert len(result[0]) == 300
+
+
+def test_corrupt_file_is_refused_with_expected_and_actual_checksum(tmp_path, mirror):
+    root, files = mirror
+    target = root / "mnist" / files[2].name
+    target.write_bytes(target.read_bytes()[:-10])  # truncated
+    actual = data.digests(target)[1]
+    with pytest.raises(data.DataError) as err:
+        data.fetch(tmp_path / "work", [str(root)], files)
+    message = str(err.value)
+    assert files[2].name in message and files[2].sha256 in message and actual in message
+    assert "\n" not in message
+
+
+def test_checksums_are_never_skipped(tmp_path, mirror):
+    # A well-formed file that is not the pinned one must be refused too.
+    root, files = mirror
+    wrong = dataclasses.replace(files[0], sha256="0" * 64)
+    with pytest.raises(data.DataError, match="SHA-256"):
+        data.fetch(tmp_path / "work", [str(root)], (wrong, *files[1:]))
+
+
+def test_missing_file_names_the_file_and_where_it_looked(tmp_path, mirror):
+    root, files = mirror
+    (root / "mnist" / files[1].name).unlink()
+    with pytest.raises(data.DataError, match=rf"{files[1].name} not found intact.*no such file"):
+        data.fetch(tmp_path / "work", [str(root)], files)
+
+
+def test_unreachable_url_mirror_is_reported_per_file(tmp_path, mirror):
+    _, files = mirror
+    # Port 9 on loopback: nothing listens, the connection is refused at once.
+    with pytest.raises(data.DataError, match=rf"Error downloading {files[0].name}.*127\.0\.0\.1:9"):
+        data.fetch(tmp_path / "work", ["http://127.0.0.1:9/datasets"], files)
+
+
+def test_split_is_seeded_disjoint_and_complete():
+    images, labels = synthetic_digits(100, seed=3)
+    images[:, 0, 0] = torch.arange(100, dtype=torch.uint8)  # tag each image with its index
+    train, val = data.split(images, labels, val_size=20, seed=7)
+    again = data.split(images, labels, val_size=20, seed=7)
+    other = data.split(images, labels, val_size=20, seed=8)
+    assert len(val["labels"]) == 20 and len(train["labels"]) == 80
+    ids = lambda part: part["images"][:, 0, 0].tolist()
+    assert sorted(ids(train) + ids(val)) == list(range(100))
+    assert ids(val) == ids(again[1]) and ids(val) != ids(other[1])
+    assert torch.equal(labels[ids(val)], val["labels"])
+
+
+@pytest.mark.parametrize("val_size", [0, 100, 101])
+def test_split_refuses_a_validation_set_as_large_as_the_training_set(val_size):
+    images, labels = synthetic_digits(100, seed=3)
+    with pytest.raises(data.DataError, match=r"prepare\.val_size"):
+        data.split(images, labels, val_size=val_size, seed=0)
+
+
+def test_saved_split_round_trips(tmp_path):
+    images, labels = synthetic_digits(30, seed=4)
+    data.save_split(tmp_path / "s.pt", images, labels)
+    loaded_images, loaded_labels = data.load_split(tmp_path / "s.pt")
+    assert torch.equal(loaded_images, images) and torch.equal(loaded_labels, labels)
+
+
+def test_load_split_refuses_wrong_shapes_and_labels(tmp_path):
+    images, labels = synthetic_digits(30, seed=4)
+    save_tensors(tmp_path / "flat.pt", {"images": images.reshape(30, -1), "labels": labels})
+    save_tensors(tmp_path / "labels.pt", {"images": images, "labels": labels + 10})
+    save_tensors(tmp_path / "keys.pt", {"x": images})
+    with pytest.raises(FileFormatError, match=r"expected uint8 \(N, 28, 28\)"):
+        data.load_split(tmp_path / "flat.pt")
+    with pytest.raises(FileFormatError, match=r"labels outside 0\.\.9"):
+        data.load_split(tmp_path / "labels.pt")
+    with pytest.raises(FileFormatError, match=r"not a prepared split"):
+        data.load_split(tmp_path / "keys.pt")
+    with pytest.raises(FileFormatError, match=r"not found; run `dvc repro`"):
+        data.load_split(tmp_path / "absent.pt")
+
+
+def test_mirror_helper_writes_what_it_claims(tmp_path):
+    files = write_mirror(tmp_path, n_train=20, n_test=10)
+    assert all(data.verify(tmp_path / "mnist" / f.name, f) is None for f in files)

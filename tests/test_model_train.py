@@ -1,0 +1,127 @@
+import os
+
+import pytest
+import torch
+
+from conftest import synthetic_digits
+from mnistbench.files import FileFormatError
+from mnistbench.model import MLP, build_model, load_checkpoint, save_checkpoint
+from mnistbench.params import ModelParams, TrainParams
+from mnistbench.train import fit, loss_and_accuracy, normalize, train_epoch
+
+torch.set_num_threads(1)
+
+
+def train_params(**overrides) -> TrainParams:
+    values = dict(seed=0, epochs=2, batch_size=16, lr=0.003, normalize_mean=0.1307, normalize_std=0.3081,
+                  device="cpu", threads=1)
+    return TrainParams(**{**values, **overrides})
+
+
+def tiny_xy(n: int, seed: int):
+    images, labels = synthetic_digits(n, seed)
+    return normalize(images, 0.1307, 0.3081), labels
+
+
+def test_mlp_shapes_match_the_seed():
+    model = build_model(ModelParams(hidden=(128, 64)))
+    shapes = [tuple(p.shape) for p in model.parameters()]
+    assert shapes == [(128, 784), (128,), (64, 128), (64,), (10, 64), (10,)]
+    assert sum(p.numel() for p in model.parameters()) == 109_386
+    assert model(torch.zeros(5, 784)).shape == (5, 10)
+
+
+def test_normalize_exact_values():
+    images = torch.zeros(1, 28, 28, dtype=torch.uint8)
+    images[0, 0, 1] = 255
+    x = normalize(images, mean=0.5, std=0.25)
+    assert x.shape == (1, 784) and x.dtype == torch.float32
+    assert x[0, 0].item() == pytest.approx(-2.0) and x[0, 1].item() == pytest.approx(2.0)
+
+
+def test_a_few_training_steps_reduce_the_loss():
+    x, y = tiny_xy(320, seed=5)
+    torch.manual_seed(0)
+    model = MLP((32,))
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.003, fused=True)
+    before, _ = loss_and_accuracy(model, x, y, batch_size=1000)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        train_epoch(model, optimizer, x, y, batch_size=32, generator=generator)
+    after, accuracy = loss_and_accuracy(model, x, y, batch_size=1000)
+    assert after < before * 0.5
+    assert accuracy > 0.9
+
+
+def test_fit_returns_one_history_row_per_epoch_and_is_repeatable():
+    train, val = tiny_xy(200, seed=5), tiny_xy(50, seed=6)
+    runs = [fit(ModelParams((16,)), train_params(epochs=3), train, val, torch.device("cpu"), log=lambda _: None)
+            for _ in range(2)]
+    (model_a, history_a), (model_b, history_b) = runs
+    assert [row["epoch"] for row in history_a] == [1, 2, 3]
+    assert set(history_a[0]) == {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy"}
+    assert history_a == history_b
+    for a, b in zip(model_a.state_dict().values(), model_b.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_last_partial_batch_is_trained_on():
+    # 70 samples at batch 32: 3 steps (32, 32, 6); an off-by-one would drop the last 6.
+    x, y = tiny_xy(70, seed=5)
+    model = MLP((8,))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    steps = []
+    optimizer.register_step_post_hook(lambda *_: steps.append(1))
+    train_epoch(model, optimizer, x, y, batch_size=32, generator=torch.Generator().manual_seed(0))
+    assert len(steps) == 3
+
+
+def test_checkpoint_round_trip_with_weights_only(tmp_path):
+    torch.manual_seed(0)
+    model = MLP((32, 16))
+    save_checkpoint(tmp_path / "m.pt", model, ModelParams((32, 16)), mean=0.1, std=0.2)
+    raw = torch.load(tmp_path / "m.pt", weights_only=True)  # plain types only
+    assert raw["model"] == {"hidden": [32, 16]} and raw["normalize"] == {"mean": 0.1, "std": 0.2}
+    loaded, normalize_ = load_checkpoint(tmp_path / "m.pt")
+    assert normalize_ == {"mean": 0.1, "std": 0.2} and not loaded.training
+    x = torch.randn(4, 784)
+    assert torch.equal(loaded(x), model.eval()(x))
+
+
+def test_checkpoint_bytes_do_not_depend_on_the_file_name(tmp_path):
+    torch.manual_seed(0)
+    model = MLP((8,))
+    for name in ("a.pt", "model.pt"):
+        save_checkpoint(tmp_path / name, model, ModelParams((8,)), mean=0.1, std=0.2)
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "model.pt").read_bytes()
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_a_checkpoint_carrying_a_pickled_object_is_refused_without_running_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    torch.save({"format": 1, "payload": _RunsCode()}, tmp_path / "evil.pt")
+    with pytest.raises(FileFormatError, match="refused to load checkpoint: it asks to import posix.system"):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_a_checkpoint_of_another_shape_is_refused_with_the_reason(tmp_path):
+    save_checkpoint(tmp_path / "m.pt", MLP((32,)), ModelParams((32,)), mean=0.1, std=0.2)
+    ckpt = torch.load(tmp_path / "m.pt", weights_only=True)
+    ckpt["model"]["hidden"] = [64]
+    torch.save(ckpt, tmp_path / "lying.pt")
+    with pytest.raises(FileFormatError, match=r"do not fit an MLP with hidden=\[64\].*size mismatch"):
+        load_checkpoint(tmp_path / "lying.pt")
+
+
+def test_garbage_and_foreign_files_are_refused(tmp_path):
+    (tmp_path / "junk.pt").write_bytes(b"not a zip at all")
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pt")
+    with pytest.raises(FileFormatError, match="unreadable or truncated"):
+        load_checkpoint(tmp_path / "junk.pt")
+    with pytest.raises(FileFormatError, match="not a checkpoint of this project"):
+        load_checkpoint(tmp_path / "foreign.pt")

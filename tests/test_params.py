@@ -1,0 +1,130 @@
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from ruamel.yaml import YAML
+
+from conftest import ROOT
+from mnistbench.params import ParamsError, as_dict, load_params
+
+
+def repo_params_text() -> str:
+    return (ROOT / "params.yaml").read_text()
+
+
+def with_value(text: str, key: str, value: str) -> str:
+    """params.yaml text with `key` (e.g. train.lr) set to the literal YAML `value`."""
+    section, name = key.split(".")
+    pattern = rf"(?m)^({section}:\n(?:  .*\n)*?  {name}:) [^#\n]*"
+    new, count = re.subn(pattern, rf"\g<1> {value} ", text)
+    assert count == 1, key
+    return new
+
+
+def load_text(tmp_path, text):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    return load_params(path)
+
+
+def test_repo_params_load_with_expected_types():
+    p = load_params(ROOT / "params.yaml")
+    assert p.model.hidden == (128, 64)
+    assert isinstance(p.train.lr, float) and p.train.lr == 0.001
+    assert p.train.batch_size == 64 and p.train.device in ("auto", "cpu", "cuda")
+    assert as_dict(p.model) == {"hidden": [128, 64]}
+
+
+def test_every_key_agrees_with_dvc_reading(tmp_path):
+    # DVC reads params.yaml with ruamel; so must we, value for value.
+    dvc_view = YAML(typ="safe", pure=True).load(repo_params_text())
+    p = load_params(ROOT / "params.yaml")
+    for section, values in dvc_view.items():
+        assert as_dict(getattr(p, section)) == values
+
+
+@pytest.mark.parametrize("literal", ["1e-3", "1.0e-3", "0.001", ".001"])
+def test_scientific_notation_is_a_float_as_for_dvc(tmp_path, literal):
+    assert load_text(tmp_path, with_value(repo_params_text(), "train.lr", literal)).train.lr == 0.001
+
+
+def test_integer_accepted_where_a_float_is_expected(tmp_path):
+    p = load_text(tmp_path, with_value(repo_params_text(), "train.lr", "1"))
+    assert p.train.lr == 1.0 and isinstance(p.train.lr, float)
+
+
+@pytest.mark.parametrize("key, literal, message", [
+    ("train.epochs", '"five"', r"train\.epochs = 'five': must be an integer"),
+    ("train.epochs", "2.5", r"train\.epochs = 2\.5: must be an integer"),
+    ("train.epochs", "true", r"train\.epochs = True: must be an integer"),
+    ("train.lr", "fast", r"train\.lr = 'fast': must be a number"),
+    ("train.lr", "true", r"train\.lr = True: must be a number"),
+    ("train.lr", ".nan", r"train\.lr = nan: must be a finite number"),
+    ("train.lr", "-1", r"train\.lr = -1\.0: must be > 0"),
+    ("train.lr", "0", r"train\.lr = 0\.0: must be > 0"),
+    ("train.epochs", "0", r"train\.epochs = 0: must be >= 1"),
+    ("train.batch_size", "0", r"train\.batch_size = 0: must be >= 1"),
+    ("train.normalize_std", "0", r"train\.normalize_std = 0\.0: must be > 0"),
+    ("train.device", "gpu", r"train\.device = 'gpu': must be one of auto, cpu, cuda"),
+    ("train.threads", "0", r"train\.threads = 0: must be >= 1"),
+    ("model.hidden", "[]", r"model\.hidden = list: must have at least 1 item"),
+    ("model.hidden", "128", r"model\.hidden = 128: must be a list of integers"),
+    ("model.hidden", "[128, 0]", r"model\.hidden\[1\] = 0: must be >= 1"),
+    ("model.hidden", "[128, 6.5]", r"model\.hidden\[1\] = 6\.5: must be an integer"),
+    ("prepare.val_size", "-5", r"prepare\.val_size = -5: must be >= 1"),
+])
+def test_bad_value_names_key_value_and_rule(tmp_path, key, literal, message):
+    with pytest.raises(ParamsError, match=message) as err:
+        load_text(tmp_path, with_value(repo_params_text(), key, literal))
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_key_is_named_with_the_allowed_ones(tmp_path):
+    text = repo_params_text().replace("  lr: 0.001", "  learning_rate: 0.001")
+    with pytest.raises(ParamsError, match=r"unknown key train\.learning_rate; allowed in train: seed, epochs.*lr"):
+        load_text(tmp_path, text)
+
+
+def test_unknown_section_is_named(tmp_path):
+    with pytest.raises(ParamsError, match=r"unknown key optimizer"):
+        load_text(tmp_path, repo_params_text() + "optimizer:\n  name: sgd\n")
+
+
+def test_missing_key_is_named(tmp_path):
+    text = re.sub(r"(?m)^  threads:.*\n", "", repo_params_text())
+    with pytest.raises(ParamsError, match=r"missing key train\.threads"):
+        load_text(tmp_path, text)
+
+
+def test_malformed_yaml_gives_the_line(tmp_path):
+    with pytest.raises(ParamsError, match=r"not valid YAML at line \d+"):
+        load_text(tmp_path, repo_params_text().replace("  epochs:", "  epochs: [1,\n  oops:"))
+
+
+def test_duplicate_key_is_refused(tmp_path):
+    with pytest.raises(ParamsError, match=r"not valid YAML"):
+        load_text(tmp_path, repo_params_text().replace("  lr: 0.001", "  lr: 0.001\n  lr: 0.1"))
+
+
+def test_section_must_be_a_mapping(tmp_path):
+    with pytest.raises(ParamsError, match=r"train must be a mapping"):
+        load_text(tmp_path, re.sub(r"(?m)^train:\n(  .*\n)*", "train: 3\n", repo_params_text()))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ParamsError, match=r"cannot read it"):
+        load_params(tmp_path / "nope.yaml")
+
+
+def test_stage_reports_bad_params_in_one_line_and_writes_nothing(tmp_path):
+    (tmp_path / "params.yaml").write_text(with_value(repo_params_text(), "train.epochs", "five"))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    result = subprocess.run([sys.executable, "-m", "stages.train", "--data", "data", "--model", "m.pt",
+                             "--metrics", "t.json", "--history", "h.csv"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "train: error: params.yaml: train.epochs = 'five': must be an integer"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]

@@ -1,0 +1,119 @@
+"""End to end: the real dvc.yaml, stages and library, run by `dvc` on a tiny mirror in a
+temporary git repository. The checksums the pipeline verifies are the tiny files' own."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from conftest import ROOT, write_mirror
+
+pytestmark = pytest.mark.slow
+
+TRACKED = ["dvc.yaml", "params.yaml", ".dvcignore", "stages", "mnistbench"]
+OUTPUTS = ["data/prepared/train.pt", "data/prepared/val.pt", "data/prepared/test.pt", "models/model.pt",
+           "metrics/train.json", "metrics/test.json", "metrics/per_class.json", "plots/history.csv",
+           "plots/predictions.csv", "plots/confusion_matrix.png", "plots/classification_report.png",
+           "plots/misclassified.png"]
+
+
+def sh(repo: Path, env: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        pytest.fail(f"{' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def set_params(path: Path, **values) -> None:
+    yaml = YAML()  # round-trip: keeps comments and layout, as a user's edit would
+    tree = yaml.load(path.read_text())
+    for key, value in values.items():
+        section, name = key.split("__")
+        tree[section][name] = value
+    with open(path, "w") as f:
+        yaml.dump(tree, f)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    base = tmp_path_factory.mktemp("e2e")
+    repo, mirror = base / "repo", base / "mirror"
+    repo.mkdir()
+    for name in TRACKED:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, repo / name)
+    files = write_mirror(mirror, n_train=300, n_test=100)
+    (repo / "mnistbench" / "checksums.json").write_text(
+        json.dumps({"mnist": {f.name: {"md5": f.md5, "sha256": f.sha256} for f in files}}, indent=2))
+    set_params(repo / "params.yaml", prepare__val_size=50, train__epochs=2, train__device="cpu",
+               evaluate__misclassified_shown=5)
+
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               DATA_MIRROR=str(mirror), DVC_NO_ANALYTICS="1", GIT_CONFIG_NOSYSTEM="1")
+    env.pop("PYTHONPATH", None)  # stages must find the package from the repo root, as for a user
+    sh(repo, env, "git", "init", "-q", "-b", "main")
+    sh(repo, env, "git", "config", "user.name", "e2e test")
+    sh(repo, env, "git", "config", "user.email", "e2e@example.invalid")
+    sh(repo, env, "dvc", "init", "-q")
+    sh(repo, env, "dvc", "config", "core.analytics", "false")
+    sh(repo, env, "dvc", "config", "core.check_update", "false")
+    first = sh(repo, env, "dvc", "repro")
+    return repo, env, first
+
+
+def test_repro_runs_all_stages_and_writes_every_output(repo):
+    path, _, first = repo
+    for stage in ("prepare", "train", "evaluate"):
+        assert f"Running stage '{stage}'" in first.stdout
+    missing = [out for out in OUTPUTS if not (path / out).is_file()]
+    assert not missing
+    test_metrics = json.loads((path / "metrics/test.json").read_text())
+    assert set(test_metrics) == {"accuracy", "macro_f1", "loss"}
+    assert test_metrics["accuracy"] > 0.5  # the synthetic classes are easy; chance is 0.1
+    assert (path / "plots/predictions.csv").read_text().count("\n") == 1 + 100
+    assert (path / "plots/history.csv").read_text().splitlines()[0] == \
+        "epoch,train_loss,train_accuracy,val_loss,val_accuracy"
+
+
+def test_nothing_reruns_when_nothing_changed(repo):
+    path, env, _ = repo
+    assert "Data and pipelines are up to date." in sh(path, env, "dvc", "status").stdout
+    again = sh(path, env, "dvc", "repro")
+    assert "Running stage" not in again.stdout
+
+
+def test_exp_run_with_a_new_lr_reruns_train_and_evaluate_only(repo):
+    path, env, _ = repo
+    sh(path, env, "git", "add", "-A")
+    sh(path, env, "git", "commit", "-qm", "baseline")
+    exp = sh(path, env, "dvc", "exp", "run", "-S", "train.lr=0.01")
+    assert "Running stage 'train'" in exp.stdout and "Running stage 'evaluate'" in exp.stdout
+    assert "Running stage 'prepare'" not in exp.stdout
+    params = json.loads(sh(path, env, "dvc", "params", "diff", "--json").stdout)
+    lr = params["params.yaml"]["train.lr"]
+    assert (lr["old"], lr["new"]) == (0.001, 0.01)
+    metrics = json.loads(sh(path, env, "dvc", "metrics", "diff", "--json").stdout)
+    assert {"metrics/test.json", "metrics/train.json"} <= set(metrics)
+
+
+def test_push_and_pull_restore_data_and_model_without_rerunning(repo, tmp_path):
+    path, env, _ = repo
+    sh(path, env, "dvc", "remote", "add", "-f", "-d", "store", str(tmp_path / "remote"))
+    sh(path, env, "dvc", "push")
+    model = (path / "models/model.pt").read_bytes()
+    for folder in ("data", "models", ".dvc/cache"):
+        shutil.rmtree(path / folder)
+    sh(path, env, "dvc", "pull")
+    assert (path / "models/model.pt").read_bytes() == model
+    assert (path / "data/prepared/train.pt").is_file()
+    assert "Data and pipelines are up to date." in sh(path, env, "dvc", "status").stdout
