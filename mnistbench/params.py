@@ -59,11 +59,18 @@ class EvaluateParams:
 
 
 @dataclass(frozen=True)
+class CheckParams:
+    max_accuracy_drop: float = _spec("largest test-accuracy drop against the baseline that passes", min=0.0, max=1.0)
+    min_accuracy: float = _spec("test accuracy below which the gate fails whatever the baseline", min=0.0, max=1.0)
+
+
+@dataclass(frozen=True)
 class Params:
     prepare: PrepareParams
     model: ModelParams
     train: TrainParams
     evaluate: EvaluateParams
+    check: CheckParams
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -148,4 +155,4 @@ def as_dict(params) -> dict:
 
 
 __all__ = ["Params", "ParamsError", "load_params", "from_dict", "as_dict",
-           "PrepareParams", "ModelParams", "TrainParams", "EvaluateParams"]
+           "PrepareParams", "ModelParams", "TrainParams", "EvaluateParams", "CheckParams"]

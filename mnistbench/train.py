@@ -29,6 +29,23 @@ def configure_torch(threads: int, device: str) -> torch.device:
     return torch.device(device)
 
 
+def run_info(device: torch.device) -> dict:
+    """What decides the float bits of a run, and nothing else (no times, hosts or paths), so the
+    file is identical wherever the same bits are produced and differs where they may not be."""
+    info = {
+        "torch": torch.__version__,
+        "device": device.type,
+        "threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "mkl_cbwr": os.environ.get("MKL_CBWR"),
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+    }
+    if device.type == "cuda":
+        info["cuda"] = {"gpu": torch.cuda.get_device_name(device), "version": torch.version.cuda,
+                        "cudnn": torch.backends.cudnn.version()}
+    return info
+
+
 def normalize(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
     """(N, 28, 28) uint8 -> (N, 784) float32, pixels scaled to [0, 1] then standardized."""
     return (images.reshape(len(images), -1).to(torch.float32) / 255.0 - mean) / std

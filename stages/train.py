@@ -12,7 +12,7 @@ from mnistbench.cli import run_stage
 from mnistbench.files import write_json, write_text
 from mnistbench.model import save_checkpoint
 from mnistbench.params import load_params
-from mnistbench.train import configure_torch, fit, normalize
+from mnistbench.train import configure_torch, fit, normalize, run_info
 
 
 def main() -> None:
@@ -21,6 +21,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, required=True, help="checkpoint to write")
     parser.add_argument("--metrics", type=Path, required=True, help="final-epoch metrics JSON to write")
     parser.add_argument("--history", type=Path, required=True, help="per-epoch CSV to write")
+    parser.add_argument("--run-info", type=Path, required=True, help="environment record (JSON) to write")
     args = parser.parse_args()
     params = load_params()
     mean, std = params.train.normalize_mean, params.train.normalize_std
@@ -33,6 +34,7 @@ def main() -> None:
     model, history = fit(params.model, params.train, load("train"), load("val"), device)
 
     save_checkpoint(args.model, model, params.model, mean, std)
+    write_json(args.run_info, run_info(device))
     last = history[-1]
     write_json(args.metrics, {split: {"loss": round(last[f"{split}_loss"], 6), "accuracy": round(last[f"{split}_accuracy"], 6)}
                               for split in ("train", "val")})

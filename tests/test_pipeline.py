@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 TRACKED = ["dvc.yaml", "params.yaml", ".dvcignore", "stages", "mnistbench"]
 OUTPUTS = ["data/prepared/train.pt", "data/prepared/val.pt", "data/prepared/test.pt", "models/model.pt",
-           "metrics/train.json", "metrics/test.json", "metrics/per_class.json", "plots/history.csv",
+           "metrics/train.json", "metrics/run_info.json", "metrics/test.json", "metrics/per_class.json", "plots/history.csv",
            "plots/predictions.csv", "plots/confusion_matrix.png", "plots/classification_report.png",
            "plots/misclassified.png"]
 
@@ -90,6 +90,20 @@ def test_nothing_reruns_when_nothing_changed(repo):
     assert "Data and pipelines are up to date." in sh(path, env, "dvc", "status").stdout
     again = sh(path, env, "dvc", "repro")
     assert "Running stage" not in again.stdout
+
+
+def test_training_again_gives_the_same_bytes(repo):
+    path, env, _ = repo
+    before = {out: (path / out).read_bytes() for out in OUTPUTS}
+    lock = (path / "dvc.lock").read_text()
+    forced = sh(path, env, "dvc", "repro", "-f", "train")
+    assert "Running stage 'train'" in forced.stdout
+    # Same model bytes -> evaluate's deps are unchanged, so DVC does not even rerun it.
+    assert "Running stage 'evaluate'" not in forced.stdout
+    assert {out: (path / out).read_bytes() for out in OUTPUTS} == before
+    assert (path / "dvc.lock").read_text() == lock
+    info = json.loads((path / "metrics/run_info.json").read_text())
+    assert info["threads"] == 1 and info["device"] == "cpu" and info["cpu_capability"] == "AVX2"
 
 
 def test_exp_run_with_a_new_lr_reruns_train_and_evaluate_only(repo):
