@@ -39,14 +39,16 @@ def decide(baseline: float | None, current: float | None, rules: CheckParams) ->
     """The gate's whole rule, on plain numbers (None: the value could not be read)."""
     if current is None:
         return Verdict(UNDECIDED, f"the workspace has no readable {METRICS_FILE}; run `dvc repro` first")
+    failures = []
+    if baseline is not None and baseline - current > rules.max_accuracy_drop + 1e-12:  # 1e-12: float noise
+        failures.append(f"test accuracy dropped {baseline - current:.4f} ({baseline:.4f} -> {current:.4f}), "
+                        f"more than the tolerance {rules.max_accuracy_drop:.4f}")
     if current < rules.min_accuracy:
-        return Verdict(FAIL, f"test accuracy {current:.4f} is below the floor {rules.min_accuracy:.4f}")
+        failures.append(f"test accuracy {current:.4f} is below the floor {rules.min_accuracy:.4f}")
+    if failures:  # the floor needs no baseline: a result under it fails even without one
+        return Verdict(FAIL, "; ".join(failures))
     if baseline is None:
         return Verdict(UNDECIDED, f"the baseline has no readable {METRICS_FILE} to compare with")
-    drop = baseline - current
-    if drop > rules.max_accuracy_drop + 1e-12:  # metrics are rounded to 6 places when written
-        return Verdict(FAIL, f"test accuracy dropped {drop:.4f} ({baseline:.4f} -> {current:.4f}), "
-                             f"more than the tolerance {rules.max_accuracy_drop:.4f}")
     return Verdict(PASS, f"test accuracy {current:.4f} (baseline {baseline:.4f}; tolerance "
                          f"{rules.max_accuracy_drop:.4f}, floor {rules.min_accuracy:.4f})")
 
@@ -67,7 +69,7 @@ def table(values: dict[str, tuple[float | None, float | None]], verdict: Verdict
         return "missing" if x is None else f"{x:.4f}"
 
     label = {PASS: "pass", FAIL: "**FAIL**", UNDECIDED: "**cannot decide**"}[verdict.code]
-    rows = [f"## Accuracy gate: {label}", "",
+    rows = [f"### Accuracy gate: {label}", "",
             f"| metric | baseline ({baseline_rev}) | current | change | verdict |", "|---|---|---|---|---|"]
     for key, name in SHOWN:
         old, new = values.get(key, (None, None))

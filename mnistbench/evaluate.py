@@ -18,7 +18,7 @@ import torch.nn.functional as F  # noqa: E402
 from sklearn.metrics import (ConfusionMatrixDisplay, accuracy_score, classification_report,  # noqa: E402
                              confusion_matrix, f1_score, precision_recall_fscore_support)
 
-from mnistbench.data import NUM_CLASSES  # noqa: E402
+from mnistbench.data import IMAGE_SIZE, NUM_CLASSES  # noqa: E402
 
 CLASSES = list(range(NUM_CLASSES))
 DECIMALS = 6  # metrics are rounded when written; accuracy on 10,000 images needs 4
@@ -78,17 +78,22 @@ def report_png(y_true: np.ndarray, y_pred: np.ndarray) -> bytes:
 
 
 def misclassified_png(images: torch.Tensor, y_true: np.ndarray, y_pred: np.ndarray, limit: int) -> bytes:
-    """The first `limit` misclassified test digits in test-set order, titled true/predicted."""
+    """The first `limit` misclassified test digits in test-set order, labelled #index: true→predicted.
+    One tiled image rather than an axes per digit: 0.1 s instead of 1 s."""
     wrong = np.flatnonzero(y_true != y_pred)[:limit]
-    cols = 10 if len(wrong) > 10 else max(len(wrong), 1)
+    cols = min(max(len(wrong), 1), 10)
     rows = max(1, -(-len(wrong) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(1.2 * cols, 1.45 * rows + 0.5), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, i in zip(axes.flat, wrong):
-        ax.imshow(images[i].numpy(), cmap="gray_r", vmin=0, vmax=255)
-        ax.set_title(f"#{i}: {y_true[i]}→{y_pred[i]}", fontsize=8, color="firebrick")
-    fig.suptitle(f"Misclassified test digits (first {len(wrong)} of {int((y_true != y_pred).sum())}; true→predicted)",
-                 fontsize=9)
-    fig.tight_layout()
+    cell_w, cell_h, band = 34, 42, 12  # pixels per tile; the top band holds the label
+    canvas = np.zeros((rows * cell_h, cols * cell_w), dtype=np.uint8)
+    fig, ax = plt.subplots(figsize=(0.8 * cols, 0.99 * rows + 0.35))
+    for k, i in enumerate(wrong):
+        top, left = (k // cols) * cell_h, (k % cols) * cell_w
+        canvas[top + band:top + band + IMAGE_SIZE, left + 3:left + 3 + IMAGE_SIZE] = images[i].numpy()
+        ax.text(left + cell_w / 2, top + band - 1, f"#{i}: {y_true[i]}→{y_pred[i]}", ha="center", va="bottom",
+                fontsize=6.5, color="firebrick")
+    ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=255, interpolation="nearest")
+    ax.axis("off")
+    ax.set_title(f"Misclassified test digits (first {len(wrong)} of {int((y_true != y_pred).sum())}; "
+                 f"#test index: true→predicted)", fontsize=8)
+    fig.tight_layout(pad=0.3)
     return _png(fig)
