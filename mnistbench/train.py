@@ -51,8 +51,10 @@ def run_info(device: torch.device) -> dict:
 
 
 def normalize(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
-    """(N, 28, 28) uint8 -> (N, 784) float32, pixels scaled to [0, 1] then standardized."""
-    return (images.reshape(len(images), -1).to(torch.float32) / 255.0 - mean) / std
+    """(N, 28, 28) uint8 -> (N, 784) float32, pixels scaled to [0, 1] then standardized.
+    In place on one float buffer: out-of-place, the temporaries tripled peak memory (188 MB each)."""
+    x = images.reshape(len(images), -1).to(torch.float32)
+    return x.div_(255.0).sub_(mean).div_(std)
 
 
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
@@ -88,16 +90,22 @@ def loss_and_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_
     return loss_sum / len(y), correct / len(y)
 
 
-def fit(model_params: ModelParams, params: TrainParams, train: tuple[torch.Tensor, torch.Tensor],
-        val: tuple[torch.Tensor, torch.Tensor], device: torch.device,
-        log: Callable[[str], None] = print) -> tuple[MLP, list[dict]]:
-    """Train from a seeded init on normalized (x, y) pairs already on `device`; returns the model
-    and one history row per epoch (losses and accuracies, no timings: the rows are reproducible)."""
+def setup(model_params: ModelParams, params: TrainParams, device: torch.device):
+    """Seeded model, optimizer and shuffle generator: everything a run starts from."""
     torch.manual_seed(params.seed)
     model = build_model(model_params).to(device)
     # fused: one kernel per tensor instead of ~10; 0.93 -> 0.75 s/epoch on 2 cores (1 thread)
     optimizer = torch.optim.Adam(model.parameters(), lr=params.lr, fused=True)
     generator = torch.Generator().manual_seed(params.seed)  # CPU: same order on every device
+    return model, optimizer, generator
+
+
+def fit(model_params: ModelParams, params: TrainParams, train: tuple[torch.Tensor, torch.Tensor],
+        val: tuple[torch.Tensor, torch.Tensor], device: torch.device,
+        log: Callable[[str], None] = print) -> tuple[MLP, list[dict]]:
+    """Train from a seeded init on normalized (x, y) pairs already on `device`; returns the model
+    and one history row per epoch (losses and accuracies, no timings: the rows are reproducible)."""
+    model, optimizer, generator = setup(model_params, params, device)
     history = []
     for epoch in range(1, params.epochs + 1):
         started = time.perf_counter()
