@@ -89,16 +89,16 @@ def fetch(workdir: Path, mirrors: list[str], files: tuple[RawFile, ...], dataset
     raw = Path(workdir) / dataset_cls.__name__ / "raw"
     raw.mkdir(parents=True, exist_ok=True)
 
-    problems, missing = [], []
+    problems, missing = {f.name: [] for f in files}, []
     for f in files:
         for root in (r for r in mirrors if not is_url(r)):
             src = Path(root) / dataset / f.name
             if not src.is_file():
-                problems.append(f"{src}: no such file")
+                problems[f.name].append(f"{src}: no such file")
                 continue
             problem = verify(src, f)
             if problem:
-                problems.append(problem)
+                problems[f.name].append(problem)
                 continue
             shutil.copyfile(src, raw / f.name)
             extract_archive(str(raw / f.name))
@@ -107,13 +107,15 @@ def fetch(workdir: Path, mirrors: list[str], files: tuple[RawFile, ...], dataset
             missing.append(f.name)
 
     if missing:
+        first = missing[0]
         if not dataset_cls.mirrors:
-            raise DataError(f"{missing[0]} not found intact in DATA_MIRROR={':'.join(mirrors)}: {'; '.join(problems)}")
+            raise DataError(f"{first} not found intact in DATA_MIRROR={':'.join(mirrors)}: {'; '.join(problems[first])}")
         try:  # downloads the missing files; verifies MD5 of every file, present or downloaded
             dataset_cls(str(workdir), train=True, download=True)
         except RuntimeError as e:
             reason = " ".join(str(e).split())
-            raise DataError(f"{reason}{' (also: ' + '; '.join(problems) + ')' if problems else ''}") from None
+            also = "; ".join(p for name in missing for p in problems[name])
+            raise DataError(f"{reason}{f' (also: {also})' if also else ''}") from None
     for f in files:  # SHA-256 of every file, whichever way it came
         problem = verify(raw / f.name, f)
         if problem:

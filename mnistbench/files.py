@@ -6,13 +6,13 @@ rename), so a killed stage leaves the previous file or none, never half of one.
 
 from __future__ import annotations
 
+import glob
 import io
 import json
 import os
 import pickle
 import re
 import tempfile
-import zipfile
 from pathlib import Path
 
 import torch
@@ -25,6 +25,8 @@ class FileFormatError(ValueError):
 def write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a SIGKILLed writer
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -69,7 +71,7 @@ def load_tensors(path: str | Path, what: str):
                                   f"and only tensors and plain types may load; use files this pipeline wrote") from None
         raise FileFormatError(f"{path}: {what} is unreadable or truncated (not a torch file of tensors); "
                               f"delete it and rerun `dvc repro`") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise FileFormatError(f"{path}: {what} is unreadable or truncated ({first}); "
+    except Exception as e:  # noqa: BLE001 - arbitrary bytes make torch.load raise KeyError, EOFError, ...
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise FileFormatError(f"{path}: {what} is unreadable or truncated ({type(e).__name__}: {first}); "
                               f"delete it and rerun `dvc repro`") from None

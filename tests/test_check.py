@@ -53,10 +53,10 @@ def write_metrics(repo: Path, accuracy: float) -> None:
     (repo / "metrics/test.json").write_text(json.dumps({"accuracy": accuracy, "macro_f1": accuracy, "loss": 0.1}))
 
 
-@pytest.fixture
-def history(tmp_path):
-    """A repo whose first commit has no metrics, second has accuracy 0.9800 (HEAD)."""
-    repo = tmp_path / "repo"
+@pytest.fixture(scope="module")
+def history_repo(tmp_path_factory):
+    """A repo whose first commit has no metrics, second has accuracy 0.9800 (main)."""
+    repo = tmp_path_factory.mktemp("gate") / "repo"
     repo.mkdir()
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1")
     git(repo, "init", "-q", "-b", "main")
@@ -75,6 +75,15 @@ def history(tmp_path):
         return subprocess.run([sys.executable, "-m", "mnistbench.check", *args], cwd=repo, capture_output=True,
                               text=True, env=dict(env, PYTHONPATH=str(ROOT)))
     return repo, gate
+
+
+@pytest.fixture
+def history(history_repo):
+    """The module's repo, put back on main with a clean work tree after each test."""
+    yield history_repo
+    repo = history_repo[0]
+    git(repo, "checkout", "-qf", "main")
+    git(repo, "clean", "-qfdx")
 
 
 @pytest.mark.slow

@@ -118,6 +118,13 @@ def test_a_checkpoint_of_another_shape_is_refused_with_the_reason(tmp_path):
         load_checkpoint(tmp_path / "lying.pt")
 
 
+@pytest.mark.parametrize("content", [b"", b"junk\n", b"\x80\x02}q\x00.", bytes(range(256)) * 40])
+def test_any_bytes_give_a_clear_error_not_a_traceback(tmp_path, content):
+    (tmp_path / "m.pt").write_bytes(content)
+    with pytest.raises(FileFormatError, match=r"m\.pt: checkpoint|m\.pt: not a checkpoint"):
+        load_checkpoint(tmp_path / "m.pt")
+
+
 def test_garbage_and_foreign_files_are_refused(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a zip at all")
     torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pt")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -92,20 +93,6 @@ def test_nothing_reruns_when_nothing_changed(repo):
     assert "Running stage" not in again.stdout
 
 
-def test_training_again_gives_the_same_bytes(repo):
-    path, env, _ = repo
-    before = {out: (path / out).read_bytes() for out in OUTPUTS}
-    lock = (path / "dvc.lock").read_text()
-    forced = sh(path, env, "dvc", "repro", "-f", "train")
-    assert "Running stage 'train'" in forced.stdout
-    # Same model bytes -> evaluate's deps are unchanged, so DVC does not even rerun it.
-    assert "Running stage 'evaluate'" not in forced.stdout
-    assert {out: (path / out).read_bytes() for out in OUTPUTS} == before
-    assert (path / "dvc.lock").read_text() == lock
-    info = json.loads((path / "metrics/run_info.json").read_text())
-    assert info["threads"] == 1 and info["device"] == "cpu" and info["cpu_capability"] == "AVX2"
-
-
 def test_exp_run_with_a_new_lr_reruns_train_and_evaluate_only(repo):
     path, env, _ = repo
     sh(path, env, "git", "add", "-A")
@@ -131,3 +118,31 @@ def test_push_and_pull_restore_data_and_model_without_rerunning(repo, tmp_path):
     assert (path / "models/model.pt").read_bytes() == model
     assert (path / "data/prepared/train.pt").is_file()
     assert "Data and pipelines are up to date." in sh(path, env, "dvc", "status").stdout
+
+
+def test_a_killed_repro_is_followed_by_a_clean_one_with_the_same_bytes(repo):
+    path, env, _ = repo
+    before = {out: (path / out).read_bytes() for out in OUTPUTS}
+    lock = (path / "dvc.lock").read_text()
+    params = (path / "params.yaml").read_text()
+    set_params(path / "params.yaml", train__epochs=100_000)  # runs until killed
+    process = subprocess.Popen(["dvc", "repro"], cwd=path, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    for line in process.stdout:
+        if line.startswith("epoch"):
+            break
+    os.killpg(process.pid, signal.SIGKILL)  # dvc and the stage under it, mid-training
+    process.wait(timeout=30)
+    assert not (path / "models/model.pt").exists()  # DVC removed it; the killed stage wrote none
+
+    (path / "params.yaml").write_text(params)
+    again = sh(path, env, "dvc", "repro")
+    assert "Running stage 'train'" in again.stdout
+    # Training again gives the same bytes, so evaluate's deps are unchanged and DVC skips it.
+    assert "Running stage 'evaluate'" not in again.stdout
+    assert {out: (path / out).read_bytes() for out in OUTPUTS} == before
+    assert (path / "dvc.lock").read_text() == lock
+    assert "Data and pipelines are up to date." in sh(path, env, "dvc", "status").stdout
+    assert not list((path / "models").glob(".*.tmp"))
+    info = json.loads((path / "metrics/run_info.json").read_text())
+    assert info["threads"] == 1 and info["device"] == "cpu" and info["cpu_capability"] == "AVX2"
