@@ -158,7 +158,7 @@ def main() -> None:
         # Fetched and verified once, as prepare does; (a) reads the raw files through torchvision,
         # (b) the same 60,000 + 10,000 images as tensors, as the train stage reads its data.
         train_images, train_labels, test_images, test_labels = data.fetch(
-            Path(workdir), data.parse_mirrors(os.environ.get("DATA_MIRROR")), data.pinned_files())
+            Path(workdir), data.parse_mirrors(os.environ.get("DATA_MIRROR")), data.pinned("mnist").files)
         data.save_split(Path(workdir) / "train.pt", train_images, train_labels)
         data.save_split(Path(workdir) / "test.pt", test_images, test_labels)
         print("bench: (a) seed loop ...", file=sys.stderr, flush=True)

@@ -4,7 +4,8 @@ Raw files come through torchvision's dataset class (its mirrors, MD5 check, IDX 
 they come from is set by DATA_MIRROR: roots separated by `:`, each a directory or a URL prefix
 holding `<dataset>/<file>`, e.g. DATA_MIRROR=../shared/datasets or
 DATA_MIRROR=https://example.org/datasets:/mnt/mirror. Unset, torchvision's canonical mirrors are
-used. Wherever a file comes from, its MD5 and SHA-256 must match checksums.json.
+used. Wherever a file comes from, its MD5 and SHA-256 must match datasets.json, which also
+declares each dataset's sizes.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 
 from mnistbench.files import FileFormatError, load_tensors, save_tensors
 
-CHECKSUMS_FILE = Path(__file__).with_name("checksums.json")
+DATASETS_FILE = Path(__file__).with_name("datasets.json")
 IMAGE_SIZE = 28
 NUM_CLASSES = 10
 
@@ -36,9 +37,31 @@ class RawFile:
     sha256: str
 
 
-def pinned_files(dataset: str = "mnist", checksums_file: Path = CHECKSUMS_FILE) -> tuple[RawFile, ...]:
-    table = json.loads(Path(checksums_file).read_text())[dataset]
-    return tuple(RawFile(name, sums["md5"], sums["sha256"]) for name, sums in table.items())
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    train_size: int
+    test_size: int
+    files: tuple[RawFile, ...]
+
+
+def pinned(dataset: str = "mnist", manifest: Path = DATASETS_FILE) -> Dataset:
+    """A dataset's declared sizes and pinned raw files, from datasets.json."""
+    entry = json.loads(Path(manifest).read_text())[dataset]
+    files = tuple(RawFile(name, sums["md5"], sums["sha256"]) for name, sums in entry["files"].items())
+    return Dataset(dataset, entry["train_size"], entry["test_size"], files)
+
+
+def check_val_size(val_size: int, train_size: int) -> None:
+    if not 0 < val_size < train_size:
+        raise DataError(f"prepare.val_size = {val_size}: must be between 1 and {train_size - 1} "
+                        f"(the training set has {train_size} images)")
+
+
+def check_sizes(dataset: Dataset, train_labels: torch.Tensor, test_labels: torch.Tensor) -> None:
+    if (len(train_labels), len(test_labels)) != (dataset.train_size, dataset.test_size):
+        raise DataError(f"{dataset.name}: parsed {len(train_labels)} training and {len(test_labels)} test images, "
+                        f"datasets.json declares {dataset.train_size} and {dataset.test_size}")
 
 
 # A URL keeps its own colons (scheme, port); anything else splits on ':' like PATH.
@@ -132,8 +155,7 @@ def split(images: torch.Tensor, labels: torch.Tensor, val_size: int, seed: int):
     """Seeded split into (train, val), each a dict of images (N, 28, 28) uint8 and labels (N,) int64.
     Both keep the original order; training reshuffles every epoch anyway."""
     n = len(labels)
-    if not 0 < val_size < n:
-        raise DataError(f"prepare.val_size = {val_size}: must be between 1 and {n - 1} (the training set has {n} images)")
+    check_val_size(val_size, n)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     val_idx, train_idx = perm[:val_size].sort().values, perm[val_size:].sort().values
     return ({"images": images[train_idx].contiguous(), "labels": labels[train_idx].contiguous()},

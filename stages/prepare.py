@@ -22,9 +22,12 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params().prepare
 
+    dataset = data.pinned("mnist")
+    data.check_val_size(params.val_size, dataset.train_size)  # before any download
     mirrors = data.parse_mirrors(os.environ.get("DATA_MIRROR"))
     with tempfile.TemporaryDirectory(prefix="mnist-raw-") as workdir:
-        train_images, train_labels, test_images, test_labels = data.fetch(Path(workdir), mirrors, data.pinned_files())
+        train_images, train_labels, test_images, test_labels = data.fetch(Path(workdir), mirrors, dataset.files)
+    data.check_sizes(dataset, train_labels, test_labels)
     train, val = data.split(train_images, train_labels, params.val_size, params.split_seed)
 
     data.save_split(args.out / "train.pt", **train)

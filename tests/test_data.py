@@ -10,9 +10,10 @@ from mnistbench.files import FileFormatError, save_tensors
 
 
 def test_pinned_checksums_match_torchvisions_md5s():
-    pinned = data.pinned_files("mnist")
-    assert [(f.name, f.md5) for f in pinned] == [tuple(r) for r in torchvision.datasets.MNIST.resources]
-    assert all(len(f.sha256) == 64 for f in pinned)
+    mnist = data.pinned("mnist")
+    assert [(f.name, f.md5) for f in mnist.files] == [tuple(r) for r in torchvision.datasets.MNIST.resources]
+    assert all(len(f.sha256) == 64 for f in mnist.files)
+    assert (mnist.train_size, mnist.test_size) == (60_000, 10_000)
 
 
 @pytest.mark.parametrize("value, roots", [
@@ -55,6 +56,25 @@ def test_corrupt_file_is_refused_with_expected_and_actual_checksum(tmp_path, mir
     message = str(err.value)
     assert files[2].name in message and files[2].sha256 in message and actual in message
     assert "\n" not in message
+
+
+def test_the_next_run_with_the_good_file_succeeds(tmp_path, mirror):
+    root, files = mirror
+    target = root / "mnist" / files[0].name
+    good = target.read_bytes()
+    target.write_bytes(good[:100])
+    with pytest.raises(data.DataError):
+        data.fetch(tmp_path / "work", [str(root)], files)
+    target.write_bytes(good)
+    assert len(data.fetch(tmp_path / "work", [str(root)], files)[1]) == 300  # same workdir, reused
+
+
+def test_declared_sizes_are_checked():
+    dataset = data.Dataset("mnist", train_size=60_000, test_size=10_000, files=())
+    with pytest.raises(data.DataError, match="parsed 300 training and 100 test images, datasets.json declares 60000"):
+        data.check_sizes(dataset, torch.zeros(300), torch.zeros(100))
+    with pytest.raises(data.DataError, match=r"prepare\.val_size = 60000: must be between 1 and 59999"):
+        data.check_val_size(60_000, dataset.train_size)
 
 
 def test_checksums_are_never_skipped(tmp_path, mirror):

@@ -128,3 +128,14 @@ def test_stage_reports_bad_params_in_one_line_and_writes_nothing(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "train: error: params.yaml: train.epochs = 'five': must be an integer"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_a_validation_set_as_large_as_the_training_set_stops_prepare_before_any_download(tmp_path):
+    (tmp_path / "params.yaml").write_text(with_value(repo_params_text(), "prepare.val_size", "60000"))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), DATA_MIRROR=str(tmp_path / "no-mirror-here"))
+    result = subprocess.run([sys.executable, "-m", "stages.prepare", "--out", "data"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "prepare: error: prepare.val_size = 60000: must be between 1 and 59999 (the training set has 60000 images)"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]

@@ -54,8 +54,8 @@ def repo(tmp_path_factory):
         else:
             shutil.copy(src, repo / name)
     files = write_mirror(mirror, n_train=300, n_test=100)
-    (repo / "mnistbench" / "checksums.json").write_text(
-        json.dumps({"mnist": {f.name: {"md5": f.md5, "sha256": f.sha256} for f in files}}, indent=2))
+    (repo / "mnistbench" / "datasets.json").write_text(json.dumps({"mnist": {
+        "train_size": 300, "test_size": 100, "files": {f.name: {"md5": f.md5, "sha256": f.sha256} for f in files}}}))
     set_params(repo / "params.yaml", prepare__val_size=50, train__epochs=2, train__device="cpu",
                evaluate__misclassified_shown=5)
 
