@@ -37,7 +37,7 @@ import torch
 from mnistbench import data
 from mnistbench.model import build_model
 from mnistbench.params import load_params
-from mnistbench.train import configure_torch, loss_and_accuracy, normalize, setup, train_epoch
+from mnistbench.train import EVAL_BATCH_SIZE, configure_torch, loss_and_accuracy, normalize, setup, train_epoch
 
 SEED_EPOCHS = 3  # the seed's loop takes seconds per epoch: 1 warm-up + 2 timed
 
@@ -107,7 +107,8 @@ def worker_project(workdir: str, epochs: int, batch_size: int, threads: int) -> 
         started = time.perf_counter()
         train_epoch(model, optimizer, x, y, run.batch_size, generator)  # ends in .item(): synced
         seconds.append(time.perf_counter() - started)
-    _, accuracy = loss_and_accuracy(model, normalize(test_images, mean, std).to(device), test_labels.to(device), 4096)
+    _, accuracy = loss_and_accuracy(model, normalize(test_images, mean, std).to(device), test_labels.to(device),
+                                    EVAL_BATCH_SIZE)
     return {"seconds": seconds, "samples": len(y), "accuracy": accuracy, "threads": run.threads,
             "peak_rss_mib": _peak_rss_mib(), "imported_rss_mib": imported, "device": device.type}
 

@@ -16,9 +16,11 @@ from torch import nn
 from mnistbench.model import MLP, build_model
 from mnistbench.params import ModelParams, ParamsError, TrainParams
 
+EVAL_BATCH_SIZE = 4096  # images per no-grad forward pass when scoring: memory only, same results
+
 
 def configure_torch(threads: int, device: str) -> torch.device:
-    """Thread count and deterministic kernels (both change float bits); returns the device to use."""
+    """Thread count, and deterministic kernels on CUDA; returns the device to use."""
     torch.set_num_threads(threads)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -111,7 +113,7 @@ def fit(model_params: ModelParams, params: TrainParams, train: tuple[torch.Tenso
         started = time.perf_counter()
         train_loss, train_accuracy = train_epoch(model, optimizer, *train, params.batch_size, generator)
         seconds = time.perf_counter() - started
-        val_loss, val_accuracy = loss_and_accuracy(model, *val, batch_size=4096)
+        val_loss, val_accuracy = loss_and_accuracy(model, *val, batch_size=EVAL_BATCH_SIZE)
         history.append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
                         "val_loss": val_loss, "val_accuracy": val_accuracy})
         log(f"epoch {epoch:>3}/{params.epochs}  train loss {train_loss:.4f} acc {train_accuracy:.4f}  "
