@@ -138,7 +138,8 @@ def machine() -> str:
         pass
     params = load_params()
     return (f"{model}, {os.cpu_count()} cores, torch {torch.__version__} "
-            f"(CPU capability {torch.backends.cpu.get_cpu_capability()}), {params.train.threads} torch thread(s), "
+            f"(CPU capability {torch.backends.cpu.get_cpu_capability()}), {params.train.threads} torch "
+            f"thread{'s' if params.train.threads > 1 else ''}, "
             f"train.device={params.train.device}, Python {platform.python_version()}")
 
 

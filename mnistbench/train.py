@@ -28,7 +28,7 @@ def configure_torch(threads: int, device: str) -> torch.device:
         raise ParamsError("params.yaml: train.device = 'cuda' but torch sees no CUDA device; use auto or cpu")
     if device == "cuda":
         # Only CUDA has nondeterministic kernels among the ops used here (the CPU ones are checked
-        # byte for byte in CI). On the CPU the call would cost 1.4 s per stage: in torch 2.13 it
+        # byte for byte in CI). On the CPU the call would cost 1.0 s per stage: in torch 2.13 it
         # imports the torch.compile stack.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by deterministic cuBLAS
         torch.use_deterministic_algorithms(True)
