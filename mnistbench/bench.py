@@ -101,11 +101,11 @@ def worker_project(workdir: str, epochs: int, batch_size: int, threads: int) -> 
     test_images, test_labels = data.load_split(Path(workdir) / "test.pt")
     mean, std = run.normalize_mean, run.normalize_std
     x, y = normalize(train_images, mean, std).to(device), train_labels.to(device)  # (60000, 784), (60000,)
-    model, optimizer, generator = setup(params.model, run, device)
+    model, optimizer, scheduler, generator = setup(params.model, run, device, train_size=len(y))
     seconds = []
     for _ in range(epochs):
         started = time.perf_counter()
-        train_epoch(model, optimizer, x, y, run.batch_size, generator)  # ends in .item(): synced
+        train_epoch(model, optimizer, x, y, run.batch_size, generator, scheduler)  # ends in .item(): synced
         seconds.append(time.perf_counter() - started)
     _, accuracy = loss_and_accuracy(model, normalize(test_images, mean, std).to(device), test_labels.to(device),
                                     EVAL_BATCH_SIZE)

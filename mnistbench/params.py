@@ -24,9 +24,9 @@ class ParamsError(ValueError):
     """A user error in params.yaml; its message is one line naming the key."""
 
 
-def _spec(help: str, *, min=None, max=None, min_exclusive=None, choices=None, min_items=None):
+def _spec(help: str, *, min=None, max=None, min_exclusive=None, choices=None, min_items=None, max_items=None):
     return field(metadata=dict(help=help, min=min, max=max, min_exclusive=min_exclusive,
-                               choices=choices, min_items=min_items))
+                               choices=choices, min_items=min_items, max_items=max_items))
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,13 @@ class PrepareParams:
 
 @dataclass(frozen=True)
 class ModelParams:
-    hidden: tuple[int, ...] = _spec("widths of the hidden ReLU layers of the MLP", min=1, min_items=1)
+    arch: str = _spec("the classifier", choices=("mlp", "linear", "cnn"))
+    hidden: tuple[int, ...] = _spec("widths of the fully connected hidden layers (mlp; cnn: after the convs)",
+                                    min=1, min_items=1)
+    activation: str = _spec("activation after each hidden layer", choices=("relu", "gelu", "tanh"))
+    dropout: float = _spec("dropout probability after each hidden layer (0: none)", min=0.0, max=0.9)
+    channels: tuple[int, ...] = _spec("cnn: output channels of each 3x3 conv + 2x2 max-pool block",
+                                      min=1, min_items=1, max_items=3)
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,8 @@ class TrainParams:
     lr: float = _spec("Adam learning rate", min_exclusive=0.0)
     normalize_mean: float = _spec("mean pixel value (of [0, 1] pixels) subtracted before the model")
     normalize_std: float = _spec("pixel standard deviation divided out before the model", min_exclusive=0.0)
+    schedule: str = _spec("learning rate over the run: constant, or cosine decay to 0 per step",
+                          choices=("constant", "cosine"))
     device: str = _spec("where to train: auto picks cuda when present", choices=("auto", "cpu", "cuda"))
     threads: int = _spec("torch CPU threads; the count changes the float bits of the result", min=1)
 
@@ -90,6 +98,11 @@ def from_dict(tree, path: str = "params.yaml") -> Params:
     return _build(Params, tree, prefix="", path=path)
 
 
+def section(cls, tree, name: str, source: str):
+    """One section (e.g. ModelParams from a checkpoint's metadata), validated like params.yaml."""
+    return _build(cls, tree, prefix=name + ".", path=source)
+
+
 def _build(cls, tree, prefix: str, path: str):
     where = prefix.rstrip(".") or "the top level"
     if not isinstance(tree, dict):
@@ -121,7 +134,9 @@ def _check(key: str, value, hint, rules, path: str):
             raise fail("must be a list of integers, e.g. [128, 64]")
         if len(value) < (rules["min_items"] or 0):
             raise fail(f"must have at least {rules['min_items']} item(s)")
-        item_rules = dict(rules, min_items=None)
+        if rules["max_items"] is not None and len(value) > rules["max_items"]:
+            raise fail(f"must have at most {rules['max_items']} items")
+        item_rules = dict(rules, min_items=None, max_items=None)
         return tuple(_check(f"{key}[{i}]", item, int, item_rules, path) for i, item in enumerate(value))
     # bool is a subclass of int in Python; `shuffle: 1` or `epochs: true` must not pass as each other.
     if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
@@ -154,5 +169,5 @@ def as_dict(params) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(params).items()}
 
 
-__all__ = ["Params", "ParamsError", "load_params", "from_dict", "as_dict",
+__all__ = ["Params", "ParamsError", "load_params", "from_dict", "section", "as_dict",
            "PrepareParams", "ModelParams", "TrainParams", "EvaluateParams", "CheckParams"]

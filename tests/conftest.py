@@ -14,6 +14,13 @@ import pytest
 import torch
 
 from mnistbench.data import RawFile, digests
+from mnistbench.params import ModelParams
+
+
+def model_params(**overrides) -> ModelParams:
+    """The model section with the seed's MLP defaults, as a test would write it in params.yaml."""
+    values = dict(arch="mlp", hidden=(128, 64), activation="relu", dropout=0.0, channels=(32, 64))
+    return ModelParams(**{**values, **overrides})
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",

@@ -3,18 +3,18 @@ import os
 import pytest
 import torch
 
-from conftest import synthetic_digits
+from conftest import model_params, synthetic_digits
 from mnistbench.files import FileFormatError
 from mnistbench.model import MLP, build_model, load_checkpoint, save_checkpoint
-from mnistbench.params import ModelParams, TrainParams
-from mnistbench.train import fit, loss_and_accuracy, normalize, train_epoch
+from mnistbench.params import TrainParams
+from mnistbench.train import fit, loss_and_accuracy, normalize, setup, train_epoch
 
 torch.set_num_threads(1)
 
 
 def train_params(**overrides) -> TrainParams:
-    values = dict(seed=0, epochs=2, batch_size=16, lr=0.003, normalize_mean=0.1307, normalize_std=0.3081,
-                  device="cpu", threads=1)
+    values = dict(seed=0, epochs=2, batch_size=16, lr=0.003, schedule="constant", normalize_mean=0.1307,
+                  normalize_std=0.3081, device="cpu", threads=1)
     return TrainParams(**{**values, **overrides})
 
 
@@ -24,11 +24,62 @@ def tiny_xy(n: int, seed: int):
 
 
 def test_mlp_shapes_match_the_seed():
-    model = build_model(ModelParams(hidden=(128, 64)))
+    model = build_model(model_params())
     shapes = [tuple(p.shape) for p in model.parameters()]
     assert shapes == [(128, 784), (128,), (64, 128), (64,), (10, 64), (10,)]
     assert sum(p.numel() for p in model.parameters()) == 109_386
     assert model(torch.zeros(5, 784)).shape == (5, 10)
+
+
+def test_linear_and_cnn_shapes():
+    linear = build_model(model_params(arch="linear"))
+    assert sum(p.numel() for p in linear.parameters()) == 784 * 10 + 10
+    cnn = build_model(model_params(arch="cnn"))
+    # conv 1->32 (3x3), conv 32->64 (3x3), 64*7*7 -> 128 -> 64 -> 10
+    expected = (9 * 32 + 32) + (32 * 9 * 64 + 64) + (64 * 7 * 7 * 128 + 128) + (128 * 64 + 64) + (64 * 10 + 10)
+    assert sum(p.numel() for p in cnn.parameters()) == expected == 429_258
+    assert cnn(torch.zeros(5, 784)).shape == (5, 10) and linear(torch.zeros(5, 784)).shape == (5, 10)
+    one_block = build_model(model_params(arch="cnn", channels=(4,), hidden=(16,)))
+    assert one_block(torch.zeros(2, 784)).shape == (2, 10)  # 28 -> 14
+
+
+def test_dropout_modules_only_when_asked_and_the_seeds_layer_names_kept():
+    assert [k for k in build_model(model_params()).state_dict()] == [
+        "layers.0.weight", "layers.0.bias", "layers.2.weight", "layers.2.bias", "layers.4.weight", "layers.4.bias"]
+    with_dropout = build_model(model_params(dropout=0.5, activation="gelu"))
+    kinds = [type(m).__name__ for m in with_dropout.layers]
+    assert kinds == ["Linear", "GELU", "Dropout", "Linear", "GELU", "Dropout", "Linear"]
+
+
+def test_cnn_checkpoint_round_trip(tmp_path):
+    params = model_params(arch="cnn", channels=(4, 8), hidden=(16,))
+    torch.manual_seed(0)
+    model = build_model(params)
+    save_checkpoint(tmp_path / "cnn.pt", model, params, mean=0.1, std=0.2)
+    loaded, _ = load_checkpoint(tmp_path / "cnn.pt")
+    x = torch.randn(3, 784)
+    assert torch.equal(loaded(x), model.eval()(x))
+
+
+def test_cosine_schedule_decays_to_zero_over_the_run_and_constant_has_none():
+    x, y = tiny_xy(70, seed=5)
+    params = train_params(epochs=2, batch_size=32, schedule="cosine")
+    model, optimizer, scheduler, generator = setup(model_params(hidden=(8,)), params, torch.device("cpu"), len(y))
+    lrs = []
+    for _ in range(params.epochs):
+        train_epoch(model, optimizer, x, y, params.batch_size, generator, scheduler)
+        lrs.append(optimizer.param_groups[0]["lr"])
+    assert 0 < lrs[0] < params.lr and lrs[-1] == pytest.approx(0.0, abs=1e-12)  # 6 steps: 3 per epoch
+    assert setup(model_params(hidden=(8,)), train_params(), torch.device("cpu"), len(y))[2] is None
+
+
+def test_a_checkpoint_with_bad_model_metadata_is_refused(tmp_path):
+    save_checkpoint(tmp_path / "m.pt", MLP((8,)), model_params(hidden=(8,)), mean=0.1, std=0.2)
+    ckpt = torch.load(tmp_path / "m.pt", weights_only=True)
+    ckpt["model"]["arch"] = "transformer"
+    torch.save(ckpt, tmp_path / "odd.pt")
+    with pytest.raises(FileFormatError, match=r"metadata is malformed: .*model\.arch = 'transformer'"):
+        load_checkpoint(tmp_path / "odd.pt")
 
 
 def test_normalize_exact_values():
@@ -55,7 +106,7 @@ def test_a_few_training_steps_reduce_the_loss():
 
 def test_fit_returns_one_history_row_per_epoch_and_is_repeatable():
     train, val = tiny_xy(200, seed=5), tiny_xy(50, seed=6)
-    runs = [fit(ModelParams((16,)), train_params(epochs=3), train, val, torch.device("cpu"), log=lambda _: None)
+    runs = [fit(model_params(hidden=(16,)), train_params(epochs=3), train, val, torch.device("cpu"), log=lambda _: None)
             for _ in range(2)]
     (model_a, history_a), (model_b, history_b) = runs
     assert [row["epoch"] for row in history_a] == [1, 2, 3]
@@ -79,9 +130,10 @@ def test_last_partial_batch_is_trained_on():
 def test_checkpoint_round_trip_with_weights_only(tmp_path):
     torch.manual_seed(0)
     model = MLP((32, 16))
-    save_checkpoint(tmp_path / "m.pt", model, ModelParams((32, 16)), mean=0.1, std=0.2)
+    save_checkpoint(tmp_path / "m.pt", model, model_params(hidden=(32, 16)), mean=0.1, std=0.2)
     raw = torch.load(tmp_path / "m.pt", weights_only=True)  # plain types only
-    assert raw["model"] == {"hidden": [32, 16]} and raw["normalize"] == {"mean": 0.1, "std": 0.2}
+    assert raw["model"]["arch"] == "mlp" and raw["model"]["hidden"] == [32, 16]
+    assert raw["normalize"] == {"mean": 0.1, "std": 0.2}
     loaded, normalize_ = load_checkpoint(tmp_path / "m.pt")
     assert normalize_ == {"mean": 0.1, "std": 0.2} and not loaded.training
     x = torch.randn(4, 784)
@@ -92,7 +144,7 @@ def test_checkpoint_bytes_do_not_depend_on_the_file_name(tmp_path):
     torch.manual_seed(0)
     model = MLP((8,))
     for name in ("a.pt", "model.pt"):
-        save_checkpoint(tmp_path / name, model, ModelParams((8,)), mean=0.1, std=0.2)
+        save_checkpoint(tmp_path / name, model, model_params(hidden=(8,)), mean=0.1, std=0.2)
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "model.pt").read_bytes()
 
 
@@ -110,11 +162,11 @@ def test_a_checkpoint_carrying_a_pickled_object_is_refused_without_running_it(tm
 
 
 def test_a_checkpoint_of_another_shape_is_refused_with_the_reason(tmp_path):
-    save_checkpoint(tmp_path / "m.pt", MLP((32,)), ModelParams((32,)), mean=0.1, std=0.2)
+    save_checkpoint(tmp_path / "m.pt", MLP((32,)), model_params(hidden=(32,)), mean=0.1, std=0.2)
     ckpt = torch.load(tmp_path / "m.pt", weights_only=True)
     ckpt["model"]["hidden"] = [64]
     torch.save(ckpt, tmp_path / "lying.pt")
-    with pytest.raises(FileFormatError, match=r"do not fit an MLP with hidden=\[64\].*size mismatch"):
+    with pytest.raises(FileFormatError, match=r"do not fit the model its metadata describes \(mlp, hidden=\[64\]\).*size mismatch"):
         load_checkpoint(tmp_path / "lying.pt")
 
 

@@ -34,7 +34,8 @@ def test_repo_params_load_with_expected_types():
     assert p.model.hidden == (128, 64)
     assert isinstance(p.train.lr, float) and p.train.lr == 0.001
     assert p.train.batch_size == 64 and p.train.device in ("auto", "cpu", "cuda")
-    assert as_dict(p.model) == {"hidden": [128, 64]}
+    assert as_dict(p.model) == {"arch": "mlp", "hidden": [128, 64], "activation": "relu", "dropout": 0.0,
+                                "channels": [32, 64]}
 
 
 def test_every_key_agrees_with_dvc_reading(tmp_path):
@@ -74,6 +75,10 @@ def test_integer_accepted_where_a_float_is_expected(tmp_path):
     ("model.hidden", "[128, 0]", r"model\.hidden\[1\] = 0: must be >= 1"),
     ("model.hidden", "[128, 6.5]", r"model\.hidden\[1\] = 6\.5: must be an integer"),
     ("prepare.val_size", "-5", r"prepare\.val_size = -5: must be >= 1"),
+    ("model.arch", "resnet", r"model\.arch = 'resnet': must be one of mlp, linear, cnn"),
+    ("model.dropout", "1.5", r"model\.dropout = 1\.5: must be <= 0\.9"),
+    ("model.channels", "[8, 8, 8, 8]", r"model\.channels = list: must have at most 3 items"),
+    ("train.schedule", "onecycle", r"train\.schedule = 'onecycle': must be one of constant, cosine"),
 ])
 def test_bad_value_names_key_value_and_rule(tmp_path, key, literal, message):
     with pytest.raises(ParamsError, match=message) as err:

@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from conftest import model_params
 from mnistbench import predict
 from mnistbench.model import MLP, save_checkpoint
-from mnistbench.params import ModelParams
 from mnistbench.train import normalize, train_epoch
 
 MEAN, STD = 0.1307, 0.3081
@@ -74,7 +74,7 @@ def shapes_model(tmp_path_factory):
     for _ in range(15):
         train_epoch(model, optimizer, x, y, batch_size=32, generator=generator)
     path = tmp_path_factory.mktemp("model") / "shapes.pt"
-    save_checkpoint(path, model, ModelParams((64,)), MEAN, STD)
+    save_checkpoint(path, model, model_params(hidden=(64,)), MEAN, STD)
     return path
 
 
