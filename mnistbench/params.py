@@ -52,12 +52,12 @@ class TrainParams:
     epochs: int = _spec("passes over the training set", min=1)
     batch_size: int = _spec("images per optimizer step", min=1)
     lr: float = _spec("Adam learning rate", min_exclusive=0.0)
-    normalize_mean: float = _spec("mean pixel value (of [0, 1] pixels) subtracted before the model")
-    normalize_std: float = _spec("pixel standard deviation divided out before the model", min_exclusive=0.0)
     schedule: str = _spec("learning rate over the run: constant, or cosine decay to 0 per step",
                           choices=("constant", "cosine"))
+    normalize_mean: float = _spec("mean pixel value (of [0, 1] pixels) subtracted before the model")
+    normalize_std: float = _spec("pixel standard deviation divided out before the model", min_exclusive=0.0)
     device: str = _spec("where to train: auto picks cuda when present", choices=("auto", "cpu", "cuda"))
-    threads: int = _spec("torch CPU threads; the count changes the float bits of the result", min=1)
+    threads: int = _spec("torch CPU threads; the count can change the float bits of the result", min=1)
 
 
 @dataclass(frozen=True)
