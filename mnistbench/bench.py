@@ -37,7 +37,8 @@ import torch
 from mnistbench import data
 from mnistbench.model import build_model
 from mnistbench.params import load_params
-from mnistbench.train import EVAL_BATCH_SIZE, configure_torch, loss_and_accuracy, normalize, setup, train_epoch
+from mnistbench.train import (EVAL_BATCH_SIZE, configure_torch, load_normalized, loss_and_accuracy, setup,
+                              train_epoch)
 
 SEED_EPOCHS = 3  # the seed's loop takes seconds per epoch: 1 warm-up + 2 timed
 
@@ -97,18 +98,16 @@ def worker_project(workdir: str, epochs: int, batch_size: int, threads: int) -> 
     run = dataclasses.replace(params.train, batch_size=batch_size, epochs=epochs, threads=threads)
     device = configure_torch(run.threads, run.device)
     imported = _peak_rss_mib()
-    train_images, train_labels = data.load_split(Path(workdir) / "train.pt")
-    test_images, test_labels = data.load_split(Path(workdir) / "test.pt")
     mean, std = run.normalize_mean, run.normalize_std
-    x, y = normalize(train_images, mean, std).to(device), train_labels.to(device)  # (60000, 784), (60000,)
+    x, y = load_normalized(Path(workdir) / "train.pt", mean, std, device)  # (60000, 784), (60000,)
+    x_test, y_test = load_normalized(Path(workdir) / "test.pt", mean, std, device)
     model, optimizer, scheduler, generator = setup(params.model, run, device, train_size=len(y))
     seconds = []
     for _ in range(epochs):
         started = time.perf_counter()
         train_epoch(model, optimizer, x, y, run.batch_size, generator, scheduler)  # ends in .item(): synced
         seconds.append(time.perf_counter() - started)
-    _, accuracy = loss_and_accuracy(model, normalize(test_images, mean, std).to(device), test_labels.to(device),
-                                    EVAL_BATCH_SIZE)
+    _, accuracy = loss_and_accuracy(model, x_test, y_test, EVAL_BATCH_SIZE)
     return {"seconds": seconds, "samples": len(y), "accuracy": accuracy, "threads": run.threads,
             "peak_rss_mib": _peak_rss_mib(), "imported_rss_mib": imported, "device": device.type}
 

@@ -13,9 +13,8 @@ import dataclasses
 import statistics
 from pathlib import Path
 
-from mnistbench import data
 from mnistbench.params import load_params
-from mnistbench.train import configure_torch, fit, normalize
+from mnistbench.train import configure_torch, fit, load_normalized
 
 
 def main() -> None:
@@ -28,11 +27,7 @@ def main() -> None:
     device = configure_torch(params.train.threads, params.train.device)
     mean, std = params.train.normalize_mean, params.train.normalize_std
 
-    def load(split: str):
-        images, labels = data.load_split(args.data / f"{split}.pt")
-        return normalize(images, mean, std).to(device), labels.to(device)
-
-    train, val = load("train"), load("val")
+    train, val = (load_normalized(args.data / f"{split}.pt", mean, std, device) for split in ("train", "val"))
     curves = []
     for seed in range(args.seeds):
         run = dataclasses.replace(params.train, seed=seed, epochs=args.epochs)

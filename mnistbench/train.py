@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mnistbench.data import load_split
 from mnistbench.model import build_model
 from mnistbench.params import ModelParams, ParamsError, TrainParams
 
@@ -57,6 +59,12 @@ def normalize(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
     In place on one float buffer: out-of-place, the temporaries tripled peak memory (188 MB each)."""
     x = images.reshape(len(images), -1).to(torch.float32)
     return x.div_(255.0).sub_(mean).div_(std)
+
+
+def load_normalized(path: Path, mean: float, std: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A prepared split as model input on `device`: (N, 784) float32 and (N,) int64."""
+    images, labels = load_split(path)
+    return normalize(images, mean, std).to(device), labels.to(device)
 
 
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,

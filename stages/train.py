@@ -7,12 +7,11 @@
 import argparse
 from pathlib import Path
 
-from mnistbench import data
 from mnistbench.cli import run_stage
 from mnistbench.files import write_json, write_text
 from mnistbench.model import save_checkpoint
 from mnistbench.params import load_params
-from mnistbench.train import configure_torch, fit, normalize, run_info
+from mnistbench.train import configure_torch, fit, load_normalized, run_info
 
 
 def main() -> None:
@@ -27,11 +26,8 @@ def main() -> None:
     mean, std = params.train.normalize_mean, params.train.normalize_std
     device = configure_torch(params.train.threads, params.train.device)
 
-    def load(split: str):
-        images, labels = data.load_split(args.data / f"{split}.pt")
-        return normalize(images, mean, std).to(device), labels.to(device)  # (N, 784), (N,)
-
-    model, history = fit(params.model, params.train, load("train"), load("val"), device)
+    train, val = (load_normalized(args.data / f"{split}.pt", mean, std, device) for split in ("train", "val"))
+    model, history = fit(params.model, params.train, train, val, device)
 
     save_checkpoint(args.model, model, params.model, mean, std)
     write_json(args.run_info, run_info(device))
