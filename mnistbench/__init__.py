@@ -1,4 +1,4 @@
-"""Library behind the DVC stages in stages/: params, data, model, train, evaluate, files, check.
+"""Library behind the DVC stages in stages/ and the commands `python -m mnistbench.<check|sweep|bench|predict>`.
 
 Importing it pins the CPU code paths that change float results, before torch loads: ATen's
 vectorized kernels and MKL's GEMM both take their AVX2 path, so any x86-64 CPU with AVX2 or newer
