@@ -101,11 +101,13 @@ def worker_project(workdir: str, epochs: int, batch_size: int, threads: int) -> 
     mean, std = run.normalize_mean, run.normalize_std
     x, y = load_normalized(Path(workdir) / "train.pt", mean, std, device)  # (60000, 784), (60000,)
     x_test, y_test = load_normalized(Path(workdir) / "test.pt", mean, std, device)
-    model, optimizer, scheduler, generator = setup(params.model, run, device, train_size=len(y))
+    state = setup(params.model, run, device, train_size=len(y))
+    model = state.model
     seconds = []
     for _ in range(epochs):
         started = time.perf_counter()
-        train_epoch(model, optimizer, x, y, run.batch_size, generator, scheduler)  # ends in .item(): synced
+        # ends in .item(): synced
+        train_epoch(model, state.optimizer, x, y, run.batch_size, state.generator, state.scheduler, state.augment)
         seconds.append(time.perf_counter() - started)
     _, accuracy = loss_and_accuracy(model, x_test, y_test, EVAL_BATCH_SIZE)
     return {"seconds": seconds, "samples": len(y), "accuracy": accuracy, "threads": run.threads,

@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import io
+import statistics
+import time
 
 import matplotlib
 
@@ -28,6 +30,21 @@ DECIMALS = 6  # metrics are rounded when written; accuracy on 10,000 images need
 def predict_logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
     model.eval()
     return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+@torch.inference_mode()
+def latency_ms(model: torch.nn.Module, x: torch.Tensor, images: int = 200, warmup: int = 20) -> float:
+    """Median milliseconds to classify one image alone (batch of 1), over the first `images` of x
+    after `warmup` untimed ones: what serving one request costs. A measurement, not a result."""
+    model.eval()
+    for i in range(warmup):
+        model(x[i:i + 1])
+    times = []
+    for i in range(min(images, len(x))):
+        started = time.perf_counter()
+        model(x[i:i + 1]).argmax(1)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1e3
 
 
 def score(y_true: np.ndarray, logits: torch.Tensor) -> tuple[dict, dict]:
@@ -61,17 +78,18 @@ def _png(fig, **savefig) -> bytes:
     return buf.getvalue()
 
 
-def confusion_png(y_true: np.ndarray, y_pred: np.ndarray) -> bytes:
+def confusion_png(y_true: np.ndarray, y_pred: np.ndarray, names: list[str]) -> bytes:
+    """`names`: the 10 class names, in label order (datasets.json)."""
     fig, ax = plt.subplots(figsize=(7, 6))
-    ConfusionMatrixDisplay(confusion_matrix(y_true, y_pred, labels=CLASSES), display_labels=CLASSES).plot(
-        ax=ax, cmap="Blues", values_format="d", colorbar=False)
+    ConfusionMatrixDisplay(confusion_matrix(y_true, y_pred, labels=CLASSES), display_labels=names).plot(
+        ax=ax, cmap="Blues", values_format="d", colorbar=False, xticks_rotation=45 if max(map(len, names)) > 2 else "horizontal")
     ax.set(title=f"Confusion matrix: {len(y_true):,} test images", xlabel="Predicted", ylabel="Actual")
     fig.tight_layout()
     return _png(fig)
 
 
-def report_png(y_true: np.ndarray, y_pred: np.ndarray) -> bytes:
-    text = classification_report(y_true, y_pred, labels=CLASSES, digits=4, zero_division=0)
+def report_png(y_true: np.ndarray, y_pred: np.ndarray, names: list[str]) -> bytes:
+    text = classification_report(y_true, y_pred, labels=CLASSES, target_names=names, digits=4, zero_division=0)
     fig = plt.figure(figsize=(6, 4))
     fig.text(0, 1, "Classification report (test)\n\n" + text, family="monospace", fontsize=10, va="top")
     return _png(fig, bbox_inches="tight", pad_inches=0.2)  # crop to the text

@@ -31,6 +31,7 @@ def _spec(help: str, *, min=None, max=None, min_exclusive=None, choices=None, mi
 
 @dataclass(frozen=True)
 class PrepareParams:
+    dataset: str = _spec("the dataset (mnistbench/datasets.json)", choices=("mnist", "fashion-mnist", "kmnist"))
     val_size: int = _spec("training images held out for validation (of 60,000)", min=1)
     split_seed: int = _spec("seed of the permutation that picks the validation images", min=0)
 
@@ -54,6 +55,8 @@ class TrainParams:
     lr: float = _spec("Adam learning rate", min_exclusive=0.0)
     schedule: str = _spec("learning rate over the run: constant, or cosine decay to 0 per step",
                           choices=("constant", "cosine"))
+    augment_shift: float = _spec("largest random shift of a training image, in pixels (0: none)", min=0.0, max=8.0)
+    augment_rotate: float = _spec("largest random rotation of a training image, in degrees (0: none)", min=0.0, max=45.0)
     normalize_mean: float = _spec("mean pixel value (of [0, 1] pixels) subtracted before the model")
     normalize_std: float = _spec("pixel standard deviation divided out before the model", min_exclusive=0.0)
     device: str = _spec("where to train: auto picks cuda when present", choices=("auto", "cpu", "cuda"))

@@ -31,7 +31,7 @@ def main() -> None:
     curves = []
     for seed in range(args.seeds):
         run = dataclasses.replace(params.train, seed=seed, epochs=args.epochs)
-        _, history = fit(params.model, run, train, val, device, log=lambda _: None)
+        _, history, _ = fit(params.model, run, train, val, device, log=lambda _: None)
         curves.append([row["val_accuracy"] for row in history])
         print(f"seed {seed}: " + " ".join(f"{a:.4f}" for a in curves[-1]), flush=True)
     print("\n| epoch | mean val accuracy | min val accuracy |\n|---|---|---|")

@@ -1,7 +1,9 @@
-"""Stage prepare: obtain and verify raw MNIST, split off validation, write tensors.
+"""Stage prepare: obtain and verify the raw dataset, split off validation, write tensors.
 
     dvc repro prepare          # or: python -m stages.prepare --out data/prepared
     DATA_MIRROR=../shared/datasets dvc repro prepare   # offline mirror (see mnistbench/data.py)
+
+The dataset is params.yaml's prepare.dataset: mnist, fashion-mnist or kmnist.
 
 Writes train.pt, val.pt, test.pt: dicts of images (N, 28, 28) uint8 and labels (N,) int64.
 """
@@ -22,18 +24,19 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params().prepare
 
-    dataset = data.pinned("mnist")
+    dataset = data.pinned(params.dataset)
     data.check_val_size(params.val_size, dataset.train_size)  # before any download
     mirrors = data.parse_mirrors(os.environ.get("DATA_MIRROR"))
-    with tempfile.TemporaryDirectory(prefix="mnist-raw-") as workdir:
-        train_images, train_labels, test_images, test_labels = data.fetch(Path(workdir), mirrors, dataset.files)
+    with tempfile.TemporaryDirectory(prefix=f"{dataset.name}-raw-") as workdir:
+        train_images, train_labels, test_images, test_labels = data.fetch(Path(workdir), mirrors, dataset.files,
+                                                                          dataset.name)
     data.check_sizes(dataset, train_labels, test_labels)
     train, val = data.split(train_images, train_labels, params.val_size, params.split_seed)
 
     data.save_split(args.out / "train.pt", **train)
     data.save_split(args.out / "val.pt", **val)
     data.save_split(args.out / "test.pt", test_images, test_labels)
-    print(f"prepare: {len(train['labels'])} train, {len(val['labels'])} val, {len(test_labels)} test images -> {args.out}")
+    print(f"prepare: {dataset.name}: {len(train['labels'])} train, {len(val['labels'])} val, {len(test_labels)} test images -> {args.out}")
 
 
 if __name__ == "__main__":

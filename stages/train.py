@@ -1,10 +1,13 @@
-"""Stage train: fit the MLP on data/prepared/train.pt, report on val.pt, write the checkpoint.
+"""Stage train: fit the model on data/prepared/train.pt, report on val.pt, write the checkpoint.
 
     dvc repro train     # or: python -m stages.train --data data/prepared --model models/model.pt \
-                        #        --metrics metrics/train.json --history plots/history.csv
+                        #        --metrics metrics/train.json --history plots/history.csv ...
+
+Everything it writes is reproducible to the byte except --time, the measured training time.
 """
 
 import argparse
+import statistics
 from pathlib import Path
 
 from mnistbench.cli import run_stage
@@ -21,19 +24,26 @@ def main() -> None:
     parser.add_argument("--metrics", type=Path, required=True, help="final-epoch metrics JSON to write")
     parser.add_argument("--history", type=Path, required=True, help="per-epoch CSV to write")
     parser.add_argument("--run-info", type=Path, required=True, help="environment record (JSON) to write")
+    parser.add_argument("--time", type=Path, required=True, help="measured training time (JSON) to write")
     args = parser.parse_args()
     params = load_params()
     mean, std = params.train.normalize_mean, params.train.normalize_std
     device = configure_torch(params.train.threads, params.train.device)
 
     train, val = (load_normalized(args.data / f"{split}.pt", mean, std, device) for split in ("train", "val"))
-    model, history = fit(params.model, params.train, train, val, device)
+    model, history, seconds = fit(params.model, params.train, train, val, device)
 
     save_checkpoint(args.model, model, params.model, mean, std)
     write_json(args.run_info, run_info(device))
     last = history[-1]
-    write_json(args.metrics, {split: {"loss": round(last[f"{split}_loss"], 6), "accuracy": round(last[f"{split}_accuracy"], 6)}
-                              for split in ("train", "val")})
+    write_json(args.metrics, {
+        **{split: {"loss": round(last[f"{split}_loss"], 6), "accuracy": round(last[f"{split}_accuracy"], 6)}
+           for split in ("train", "val")},
+        "parameters": sum(p.numel() for p in model.parameters()),
+    })
+    write_json(args.time, {"train_seconds": round(sum(seconds), 2),  # the training passes, validation excluded
+                           "epoch_seconds_median": round(statistics.median(seconds), 3),
+                           "device": device.type, "threads": params.train.threads})
     columns = list(last)
     write_text(args.history, ",".join(columns) + "\n" + "".join(
         ",".join(str(row[c]) if c == "epoch" else f"{row[c]:.6f}" for c in columns) + "\n" for row in history))

@@ -52,9 +52,10 @@ def gz(data: bytes) -> bytes:
     return gzip.compress(data, mtime=0)
 
 
-def write_mirror(root: Path, n_train: int = 300, n_test: int = 100, dataset: str = "mnist") -> tuple[RawFile, ...]:
+def write_mirror(root: Path, n_train: int = 300, n_test: int = 100, dataset: str = "mnist",
+                 seed: int = 1) -> tuple[RawFile, ...]:
     """Write `<root>/<dataset>/<4 files>`; return their checksums, as the tests' pinned table."""
-    train, test = synthetic_digits(n_train, seed=1), synthetic_digits(n_test, seed=2)
+    train, test = synthetic_digits(n_train, seed=seed), synthetic_digits(n_test, seed=seed + 1)
     blobs = (gz(idx_images(train[0])), gz(idx_labels(train[1])), gz(idx_images(test[0])), gz(idx_labels(test[1])))
     folder = root / dataset
     folder.mkdir(parents=True, exist_ok=True)

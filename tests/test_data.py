@@ -1,4 +1,6 @@
 import dataclasses
+import gzip
+import json
 
 import pytest
 import torch
@@ -9,11 +11,23 @@ from mnistbench import data
 from mnistbench.files import FileFormatError, save_tensors
 
 
-def test_pinned_checksums_match_torchvisions_md5s():
-    mnist = data.pinned("mnist")
-    assert [(f.name, f.md5) for f in mnist.files] == [tuple(r) for r in torchvision.datasets.MNIST.resources]
-    assert all(len(f.sha256) == 64 for f in mnist.files)
-    assert (mnist.train_size, mnist.test_size) == (60_000, 10_000)
+@pytest.mark.parametrize("name", ["mnist", "fashion-mnist", "kmnist"])
+def test_pinned_checksums_match_torchvisions_md5s(name):
+    dataset = data.pinned(name)
+    base = getattr(torchvision.datasets, data.TORCHVISION_CLASSES[name])
+    assert [(f.name, f.md5) for f in dataset.files] == [tuple(r) for r in base.resources]
+    assert (dataset.train_size, dataset.test_size) == (60_000, 10_000)
+    assert len(dataset.classes) == 10
+    if name != "kmnist":  # no copy of KMNIST was reachable to pin its content from (datasets.json)
+        assert all(len(f.sha256) == 64 for f in dataset.files)
+
+
+def test_every_dataset_params_yaml_allows_is_declared():
+    from mnistbench.params import PrepareParams
+    import dataclasses as dc
+    allowed = next(f for f in dc.fields(PrepareParams) if f.name == "dataset").metadata["choices"]
+    manifest = json.loads(data.DATASETS_FILE.read_text())
+    assert set(allowed) == set(manifest) - {"_comment"} == set(data.TORCHVISION_CLASSES)
 
 
 @pytest.mark.parametrize("value, roots", [
@@ -49,13 +63,54 @@ def test_fetch_falls_through_to_the_next_mirror(tmp_path, mirror):
 def test_corrupt_file_is_refused_with_expected_and_actual_checksum(tmp_path, mirror):
     root, files = mirror
     target = root / "mnist" / files[2].name
-    target.write_bytes(target.read_bytes()[:-10])  # truncated
+    content = bytearray(gzip.decompress(target.read_bytes()))
+    content[-1] ^= 0xFF  # one pixel changed, still a valid gzip of a valid IDX file
+    target.write_bytes(gzip.compress(bytes(content)))
     actual = data.digests(target)[1]
     with pytest.raises(data.DataError) as err:
         data.fetch(tmp_path / "work", [str(root)], files)
     message = str(err.value)
     assert files[2].name in message and files[2].sha256 in message and actual in message
     assert "\n" not in message
+
+
+def test_truncated_file_is_refused_as_incomplete(tmp_path, mirror):
+    root, files = mirror
+    target = root / "mnist" / files[2].name
+    target.write_bytes(target.read_bytes()[:-10])
+    with pytest.raises(data.DataError, match=rf"{files[2].name}: not a complete gzip file"):
+        data.fetch(tmp_path / "work", [str(root)], files)
+
+
+def test_a_recompressed_mirror_passes_on_its_content(tmp_path, mirror):
+    # Debian's fashion-mnist: the same content, compressed again, so other .gz bytes and MD5s.
+    root, files = mirror
+    for f in files:
+        target = root / "mnist" / f.name
+        target.write_bytes(gzip.compress(gzip.decompress(target.read_bytes()), compresslevel=1, mtime=12345))
+        assert data.digests(target)[0] != f.md5
+    assert len(data.fetch(tmp_path / "work", [str(root)], files)[0]) == 300
+
+
+def test_without_a_pinned_content_hash_the_published_md5_decides(tmp_path, mirror):
+    root, files = mirror
+    md5_only = tuple(dataclasses.replace(f, sha256=None) for f in files)
+    assert len(data.fetch(tmp_path / "work", [str(root)], md5_only)[0]) == 300
+    target = root / "mnist" / files[0].name
+    target.write_bytes(gzip.compress(gzip.decompress(target.read_bytes()), compresslevel=1))
+    with pytest.raises(data.DataError, match=r"MD5 \w+, expected \w+ \(no content SHA-256 is pinned"):
+        data.fetch(tmp_path / "work2", [str(root)], md5_only)
+
+
+@pytest.mark.parametrize("name", ["fashion-mnist", "kmnist"])
+def test_other_datasets_come_from_their_own_folder_through_their_torchvision_class(tmp_path, name):
+    files = write_mirror(tmp_path / "mirror", n_train=40, n_test=20, dataset=name, seed=9)
+    images, labels, _, test_labels = data.fetch(tmp_path / "work", [str(tmp_path / "mirror")], files, name)
+    assert images.shape == (40, 28, 28) and len(test_labels) == 20
+    assert torch.equal(labels, synthetic_digits(40, seed=9)[1])
+    assert (tmp_path / "work" / data.TORCHVISION_CLASSES[name] / "raw").is_dir()
+    with pytest.raises(data.DataError, match=r"not found intact.*/mnist/train-images-idx3-ubyte\.gz: no such file"):
+        data.fetch(tmp_path / "work2", [str(tmp_path / "mirror")], files, "mnist")
 
 
 def test_the_next_run_with_the_good_file_succeeds(tmp_path, mirror):

@@ -50,8 +50,8 @@ def test_predict_logits_does_not_depend_on_batch_size():
 
 
 @pytest.mark.parametrize("draw", [
-    lambda: ev.confusion_png(Y_TRUE, np.array(Y_PRED)),
-    lambda: ev.report_png(Y_TRUE, np.array(Y_PRED)),
+    lambda: ev.confusion_png(Y_TRUE, np.array(Y_PRED), [str(c) for c in range(10)]),
+    lambda: ev.report_png(Y_TRUE, np.array(Y_PRED), [str(c) for c in range(10)]),
     lambda: ev.misclassified_png(torch.zeros(6, 28, 28, dtype=torch.uint8), Y_TRUE, np.array(Y_PRED), limit=5),
     lambda: ev.misclassified_png(torch.zeros(6, 28, 28, dtype=torch.uint8), Y_TRUE, Y_TRUE, limit=5),  # none wrong
 ])

@@ -13,7 +13,8 @@ torch.set_num_threads(1)
 
 
 def train_params(**overrides) -> TrainParams:
-    values = dict(seed=0, epochs=2, batch_size=16, lr=0.003, schedule="constant", normalize_mean=0.1307,
+    values = dict(seed=0, epochs=2, batch_size=16, lr=0.003, schedule="constant", augment_shift=0.0,
+                  augment_rotate=0.0, normalize_mean=0.1307,
                   normalize_std=0.3081, device="cpu", threads=1)
     return TrainParams(**{**values, **overrides})
 
@@ -64,13 +65,13 @@ def test_cnn_checkpoint_round_trip(tmp_path):
 def test_cosine_schedule_decays_to_zero_over_the_run_and_constant_has_none():
     x, y = tiny_xy(70, seed=5)
     params = train_params(epochs=2, batch_size=32, schedule="cosine")
-    model, optimizer, scheduler, generator = setup(model_params(hidden=(8,)), params, torch.device("cpu"), len(y))
+    run = setup(model_params(hidden=(8,)), params, torch.device("cpu"), len(y))
     lrs = []
     for _ in range(params.epochs):
-        train_epoch(model, optimizer, x, y, params.batch_size, generator, scheduler)
-        lrs.append(optimizer.param_groups[0]["lr"])
+        train_epoch(run.model, run.optimizer, x, y, params.batch_size, run.generator, run.scheduler)
+        lrs.append(run.optimizer.param_groups[0]["lr"])
     assert 0 < lrs[0] < params.lr and lrs[-1] == pytest.approx(0.0, abs=1e-12)  # 6 steps: 3 per epoch
-    assert setup(model_params(hidden=(8,)), train_params(), torch.device("cpu"), len(y))[2] is None
+    assert setup(model_params(hidden=(8,)), train_params(), torch.device("cpu"), len(y)).scheduler is None
 
 
 def test_a_checkpoint_with_bad_model_metadata_is_refused(tmp_path):
@@ -108,7 +109,8 @@ def test_fit_returns_one_history_row_per_epoch_and_is_repeatable():
     train, val = tiny_xy(200, seed=5), tiny_xy(50, seed=6)
     runs = [fit(model_params(hidden=(16,)), train_params(epochs=3), train, val, torch.device("cpu"), log=lambda _: None)
             for _ in range(2)]
-    (model_a, history_a), (model_b, history_b) = runs
+    (model_a, history_a, seconds_a), (model_b, history_b, _) = runs
+    assert len(seconds_a) == 3 and all(s > 0 for s in seconds_a)
     assert [row["epoch"] for row in history_a] == [1, 2, 3]
     assert set(history_a[0]) == {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy"}
     assert history_a == history_b
@@ -184,3 +186,40 @@ def test_garbage_and_foreign_files_are_refused(tmp_path):
         load_checkpoint(tmp_path / "junk.pt")
     with pytest.raises(FileFormatError, match="not a checkpoint of this project"):
         load_checkpoint(tmp_path / "foreign.pt")
+
+
+def test_augmentation_is_seeded_moves_digits_and_keeps_the_background():
+    from mnistbench.train import Augment
+    images, _ = synthetic_digits(8, seed=3)
+    images[:, :4, :] = 0  # a black band at the top: the only pixels known to be background
+    x = normalize(images, 0.1307, 0.3081)
+    background = (0 - 0.1307) / 0.3081
+
+    def moved(seed):
+        augment = Augment(shift=2.0, degrees=10.0, background=background, seed=seed)
+        return augment(x, augment.draw(len(x), torch.device("cpu")))
+
+    a, b, other = moved(1), moved(1), moved(2)
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, other)
+    assert not torch.allclose(a, x)
+    # shifted by at most 2 px and rotated by at most 10 deg, the top row is still background
+    assert torch.allclose(a.view(8, 28, 28)[:, 0, :], torch.full((8, 28), background), atol=1e-5)
+    identity = Augment(shift=0.0, degrees=0.0, background=background, seed=1)
+    assert torch.allclose(identity(x, identity.draw(len(x), torch.device("cpu"))), x, atol=1e-5)
+
+
+def test_augmentation_leaves_the_shuffle_and_the_default_run_alone():
+    x, y = tiny_xy(70, seed=5)
+    plain = setup(model_params(hidden=(8,)), train_params(), torch.device("cpu"), len(y))
+    augmented = setup(model_params(hidden=(8,)), train_params(augment_shift=1.0), torch.device("cpu"), len(y))
+    assert plain.augment is None and augmented.augment is not None
+    assert torch.equal(torch.randperm(70, generator=plain.generator), torch.randperm(70, generator=augmented.generator))
+
+
+def test_training_with_augmentation_is_repeatable_and_still_learns():
+    train, val = tiny_xy(300, seed=5), tiny_xy(100, seed=6)
+    params = train_params(epochs=4, batch_size=32, augment_shift=1.0, augment_rotate=8.0)
+    runs = [fit(model_params(hidden=(32,)), params, train, val, torch.device("cpu"), log=lambda _: None)
+            for _ in range(2)]
+    assert runs[0][1] == runs[1][1]
+    assert runs[0][1][-1]["val_accuracy"] > 0.9

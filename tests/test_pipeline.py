@@ -15,6 +15,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from conftest import ROOT, write_mirror
+from mnistbench.reproduced import results_only
 
 pytestmark = pytest.mark.slow
 
@@ -23,6 +24,7 @@ OUTPUTS = ["data/prepared/train.pt", "data/prepared/val.pt", "data/prepared/test
            "metrics/train.json", "metrics/run_info.json", "metrics/test.json", "metrics/per_class.json", "plots/history.csv",
            "plots/predictions.csv", "plots/confusion_matrix.png", "plots/classification_report.png",
            "plots/misclassified.png"]
+MEASURED = ["metrics/time/train.json", "metrics/time/evaluate.json"]  # times: never the same twice
 
 
 def sh(repo: Path, env: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -54,8 +56,11 @@ def repo(tmp_path_factory):
         else:
             shutil.copy(src, repo / name)
     files = write_mirror(mirror, n_train=300, n_test=100)
-    (repo / "mnistbench" / "datasets.json").write_text(json.dumps({"mnist": {
-        "train_size": 300, "test_size": 100, "files": {f.name: {"md5": f.md5, "sha256": f.sha256} for f in files}}}))
+    fashion = write_mirror(mirror, n_train=300, n_test=100, dataset="fashion-mnist", seed=5)
+    (repo / "mnistbench" / "datasets.json").write_text(json.dumps({name: {
+        "train_size": 300, "test_size": 100, "classes": [f"class {c}" for c in range(10)],
+        "files": {f.name: {"md5": f.md5, "sha256": f.sha256} for f in pinned}}
+        for name, pinned in (("mnist", files), ("fashion-mnist", fashion))}))
     set_params(repo / "params.yaml", prepare__val_size=50, train__epochs=2, train__device="cpu",
                evaluate__misclassified_shown=5)
 
@@ -76,7 +81,7 @@ def test_repro_runs_all_stages_and_writes_every_output(repo):
     path, _, first = repo
     for stage in ("prepare", "train", "evaluate"):
         assert f"Running stage '{stage}'" in first.stdout
-    missing = [out for out in OUTPUTS if not (path / out).is_file()]
+    missing = [out for out in OUTPUTS + MEASURED if not (path / out).is_file()]
     assert not missing
     test_metrics = json.loads((path / "metrics/test.json").read_text())
     assert set(test_metrics) == {"accuracy", "macro_f1", "loss"}
@@ -84,6 +89,9 @@ def test_repro_runs_all_stages_and_writes_every_output(repo):
     assert (path / "plots/predictions.csv").read_text().count("\n") == 1 + 100
     assert (path / "plots/history.csv").read_text().splitlines()[0] == \
         "epoch,train_loss,train_accuracy,val_loss,val_accuracy"
+    assert json.loads((path / "metrics/train.json").read_text())["parameters"] == 109_386
+    assert json.loads((path / "metrics/time/train.json").read_text())["train_seconds"] > 0
+    assert json.loads((path / "metrics/time/evaluate.json").read_text())["latency_ms_per_image"] > 0
 
 
 def test_nothing_reruns_when_nothing_changed(repo):
@@ -105,6 +113,39 @@ def test_exp_run_with_a_new_lr_reruns_train_and_evaluate_only(repo):
     assert (lr["old"], lr["new"]) == (0.001, 0.01)
     metrics = json.loads(sh(path, env, "dvc", "metrics", "diff", "--json").stdout)
     assert {"metrics/test.json", "metrics/train.json"} <= set(metrics)
+
+
+def test_exp_run_on_another_dataset_reruns_every_stage_with_its_class_names(repo):
+    path, env, _ = repo
+    exp = sh(path, env, "dvc", "exp", "run", "-S", "prepare.dataset=fashion-mnist")
+    for stage in ("prepare", "train", "evaluate"):
+        assert f"Running stage '{stage}'" in exp.stdout
+    assert "prepare: fashion-mnist: 250 train, 50 val, 100 test images" in exp.stdout
+    params = json.loads(sh(path, env, "dvc", "params", "diff", "--json").stdout)["params.yaml"]
+    assert params["prepare.dataset"] == {"old": "mnist", "new": "fashion-mnist"}
+
+
+def test_grid_runs_every_combination_in_turn_then_puts_the_workspace_back(repo):
+    path, env, _ = repo
+    refused = sh(path, env, sys.executable, "-m", "mnistbench.grid", "-S", "train.lr=0.02,0.03", check=False)
+    assert refused.returncode == 1 and "uncommitted changes in dvc.lock" in refused.stderr
+    assert "params.yaml" in refused.stderr and "commit or stash them first" in refused.stderr
+    sh(path, env, "git", "checkout", "HEAD", "--", "params.yaml", "dvc.lock", "metrics", "plots")
+    sh(path, env, "dvc", "checkout", "-q")
+
+    grid = sh(path, env, sys.executable, "-m", "mnistbench.grid", "-S", "train.lr=0.02,0.03", "-S", "train.epochs=1")
+    assert "grid: [1/2] dvc exp run -S train.lr=0.02 -S train.epochs=1" in grid.stdout
+    assert "grid: 2 of 2 run; the workspace is back at HEAD" in grid.stdout and "FAILED" not in grid.stdout
+    assert sh(path, env, "git", "status", "--porcelain", "--", "params.yaml", "dvc.lock", "metrics", "plots").stdout == ""
+    assert "Data and pipelines are up to date." in sh(path, env, "dvc", "status").stdout
+
+    board = sh(path, env, sys.executable, "-m", "mnistbench.leaderboard", "--output", "board.md").stdout
+    rows = [line for line in board.splitlines() if line.startswith("| ") and "experiment" not in line]
+    # the baseline commit, the two grid runs and the lr and dataset experiments before them
+    assert len(rows) == 5, board
+    assert sum("1 ep, batch 64, lr 0.02" in r for r in rows) == 1 and sum("lr 0.03" in r for r in rows) == 1
+    assert sum("| fashion-mnist |" in r for r in rows) == 1 and all("| 109,386 |" in r for r in rows)
+    assert (path / "board.md").read_text() == board
 
 
 def test_push_and_pull_restore_data_and_model_without_rerunning(repo, tmp_path):
@@ -141,7 +182,8 @@ def test_a_killed_repro_is_followed_by_a_clean_one_with_the_same_bytes(repo):
     # Training again gives the same bytes, so evaluate's deps are unchanged and DVC skips it.
     assert "Running stage 'evaluate'" not in again.stdout
     assert {out: (path / out).read_bytes() for out in OUTPUTS} == before
-    assert (path / "dvc.lock").read_text() == lock
+    # The same dvc.lock but for the measured times' own hashes.
+    assert results_only((path / "dvc.lock").read_text()) == results_only(lock)
     assert "Data and pipelines are up to date." in sh(path, env, "dvc", "status").stdout
     assert not list((path / "models").glob(".*.tmp"))
     info = json.loads((path / "metrics/run_info.json").read_text())

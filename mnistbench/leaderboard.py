@@ -1,0 +1,125 @@
+"""A Markdown leaderboard of committed runs and DVC experiments, best test accuracy first.
+
+    python -m mnistbench.leaderboard                 # HEAD and the experiments based on it
+    python -m mnistbench.leaderboard --all-commits   # every commit and experiment DVC knows
+    python -m mnistbench.leaderboard --output LEADERBOARD.md
+
+Reads `dvc exp show --json`: params from params.yaml, results from metrics/test.json and
+metrics/train.json, and the measurements from metrics/time/ (training time, and the latency of
+classifying one image alone), so nothing is rerun. Times are those of the machine each run ran on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+from mnistbench.files import write_text
+
+COLUMNS = ["experiment", "dataset", "model", "training", "test accuracy", "macro-F1", "parameters",
+           "training time (s)", "latency (ms/image)"]
+
+
+def runs(exp_show: list) -> list[dict]:
+    """Every committed run and experiment in `dvc exp show --json` output that has params and
+    metrics, as {"name", "rev", "params", "metrics"}; the workspace is left out."""
+    found = []
+
+    def visit(node: dict, name: str | None) -> None:
+        data = node.get("data") or {}
+        rev = node.get("rev") or data.get("rev")
+        params = ((data.get("params") or {}).get("params.yaml") or {}).get("data")
+        metrics = {path: (entry or {}).get("data") or {} for path, entry in (data.get("metrics") or {}).items()}
+        if rev != "workspace" and params and metrics:
+            found.append({"name": node.get("name") or name or rev[:7], "rev": rev, "params": params, "metrics": metrics})
+        for exp in node.get("experiments") or []:
+            for child in exp.get("revs") or []:
+                visit(child, exp.get("name"))
+
+    for node in exp_show:
+        visit(node, None)
+    return found
+
+
+def _get(tree: dict, *keys, default=None):
+    for key in keys:
+        if not isinstance(tree, dict) or key not in tree:
+            return default
+        tree = tree[key]
+    return tree
+
+
+def describe_model(model: dict) -> str:
+    hidden = "-".join(str(h) for h in model.get("hidden") or [])
+    if model.get("arch") == "linear":
+        return "linear"
+    extra = f" {model['activation']}" if model.get("activation", "relu") != "relu" else ""
+    extra += f" dropout {model['dropout']}" if model.get("dropout") else ""
+    if model.get("arch") == "cnn":
+        return f"cnn {'-'.join(str(c) for c in model.get('channels') or [])} + {hidden}{extra}"
+    return f"mlp {hidden}{extra}"
+
+
+def describe_training(train: dict) -> str:
+    text = f"{train.get('epochs')} ep, batch {train.get('batch_size')}, lr {train.get('lr')}"
+    if train.get("schedule", "constant") != "constant":
+        text += f" {train['schedule']}"
+    if train.get("augment_shift") or train.get("augment_rotate"):
+        text += f", shift {train.get('augment_shift', 0):g} px, rotate {train.get('augment_rotate', 0):g}°"
+    return text
+
+
+def row(run: dict) -> dict:
+    params, metrics = run["params"], run["metrics"]
+    test, trained = metrics.get("metrics/test.json", {}), metrics.get("metrics/train.json", {})
+    timing, latency = metrics.get("metrics/time/train.json", {}), metrics.get("metrics/time/evaluate.json", {})
+    seconds = timing.get("train_seconds")
+    return {
+        "experiment": f"{run['name']} ({run['rev'][:7]})" if run["name"] != run["rev"][:7] else run["name"],
+        "dataset": _get(params, "prepare", "dataset", default="mnist"),
+        "model": describe_model(params.get("model") or {}),
+        "training": describe_training(params.get("train") or {}),
+        "accuracy": test.get("accuracy"),
+        "test accuracy": _fmt(test.get("accuracy"), "{:.4f}"),
+        "macro-F1": _fmt(test.get("macro_f1"), "{:.4f}"),
+        "parameters": _fmt(trained.get("parameters"), "{:,}"),
+        "training time (s)": _fmt(seconds, "{:.1f}") + (f" ({timing['threads']} thr)" if seconds and "threads" in timing else ""),
+        "latency (ms/image)": _fmt(latency.get("latency_ms_per_image"), "{:.3f}"),
+    }
+
+
+def _fmt(value, pattern: str) -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def markdown(rows: list[dict]) -> str:
+    rows = sorted(rows, key=lambda r: (r["dataset"] != "mnist", r["dataset"], -(r["accuracy"] or 0)))
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+    lines += ["| " + " | ".join(str(r[c]) for c in COLUMNS) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--all-commits", action="store_true", help="every commit, not just HEAD, and its experiments")
+    parser.add_argument("--output", help="also write the table to this Markdown file")
+    args = parser.parse_args()
+    command = ["dvc", "exp", "show", "--json", *(["--all-commits"] if args.all_commits else [])]
+    shown = subprocess.run(command, capture_output=True, text=True)
+    if shown.returncode != 0:
+        raise SystemExit(f"leaderboard: error: {' '.join(command)} exited {shown.returncode}: "
+                         f"{' '.join(shown.stderr.split())[:300]}")
+    found = runs(json.loads(shown.stdout))
+    if not found:
+        raise SystemExit("leaderboard: error: no committed run or experiment with params and metrics; "
+                         "run `dvc repro` and commit, or `dvc exp run`")
+    table = markdown([row(r) for r in found])
+    sys.stdout.write(table)
+    if args.output:
+        write_text(args.output, table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""The sequential sweep's parsing and the leaderboard's table (end to end: test_pipeline.py)."""
+
+import pytest
+
+from mnistbench import grid, leaderboard
+
+
+def test_values_split_on_commas_outside_lists():
+    assert grid.split_values("0.1,0.2, 0.3") == ["0.1", "0.2", "0.3"]
+    assert grid.split_values("[16,32],[32,64]") == ["[16,32]", "[32,64]"]
+    assert grid.parse_override("model.channels=[16,32],[8]") == ("model.channels", ["[16,32]", "[8]"])
+
+
+@pytest.mark.parametrize("bad", ["train.lr", "=0.1", "train.lr=", "train.lr=0.1,,0.2"])
+def test_a_malformed_override_is_one_line_naming_it(bad):
+    with pytest.raises(SystemExit, match="expected key=value"):
+        grid.parse_override(bad)
+
+
+def test_every_combination_first_key_slowest():
+    runs = grid.combinations([("model.arch", ["mlp", "cnn"]), ("train.lr", ["0.1", "0.2"])])
+    assert runs == [["model.arch=mlp", "train.lr=0.1"], ["model.arch=mlp", "train.lr=0.2"],
+                    ["model.arch=cnn", "train.lr=0.1"], ["model.arch=cnn", "train.lr=0.2"]]
+
+
+def test_dry_run_prints_the_commands(monkeypatch, capsys):
+    monkeypatch.setattr("sys.argv", ["grid", "--dry-run", "-S", "train.lr=0.1,0.2"])
+    grid.main()
+    assert capsys.readouterr().out.splitlines() == ["dvc exp run -S train.lr=0.1", "dvc exp run -S train.lr=0.2"]
+
+
+def node(rev, name, accuracy, arch="mlp", dataset="mnist", experiments=None, seconds=8.2):
+    return {"rev": rev, "name": name, "experiments": experiments, "data": {
+        "rev": rev,
+        "params": {"params.yaml": {"data": {
+            "prepare": {"dataset": dataset},
+            "model": {"arch": arch, "hidden": [128, 64], "activation": "relu", "dropout": 0.0, "channels": [32, 64]},
+            "train": {"epochs": 11, "batch_size": 64, "lr": 0.001, "schedule": "constant",
+                      "augment_shift": 0, "augment_rotate": 0}}}},
+        "metrics": {"metrics/test.json": {"data": {"accuracy": accuracy, "macro_f1": accuracy - 0.001}},
+                    "metrics/train.json": {"data": {"parameters": 109386}},
+                    "metrics/time/train.json": {"data": {"train_seconds": seconds, "threads": 1}},
+                    "metrics/time/evaluate.json": {"data": {"latency_ms_per_image": 0.0312}}}}}
+
+
+def test_leaderboard_ranks_runs_and_experiments_by_accuracy_mnist_first():
+    shown = [
+        {"rev": "workspace", "name": None, "data": node("workspace", None, 0.5)["data"], "experiments": None},
+        node("a" * 40, "main", 0.98, experiments=[
+            {"name": "cnn-run", "revs": [node("b" * 40, "cnn-run", 0.994, arch="cnn", seconds=153.0)]},
+            {"name": "fashion", "revs": [node("c" * 40, "fashion", 0.91, arch="cnn", dataset="fashion-mnist")]},
+        ]),
+    ]
+    found = leaderboard.runs(shown)
+    assert [r["name"] for r in found] == ["main", "cnn-run", "fashion"]  # the workspace is not a run
+    table = leaderboard.markdown([leaderboard.row(r) for r in found]).splitlines()
+    assert table[0].startswith("| experiment | dataset | model |")
+    assert table[2].startswith("| cnn-run (bbbbbbb) | mnist | cnn 32-64 + 128-64 |")
+    assert "| 0.9940 | 0.9930 | 109,386 | 153.0 (1 thr) | 0.031 |" in table[2]
+    assert table[3].startswith("| main (aaaaaaa) | mnist | mlp 128-64 | 11 ep, batch 64, lr 0.001 |")
+    assert table[4].startswith("| fashion (ccccccc) | fashion-mnist |")
+
+
+def test_a_run_from_before_the_time_files_shows_dashes():
+    run = node("d" * 40, "old", 0.97)
+    del run["data"]["metrics"]["metrics/time/train.json"]
+    row = leaderboard.row(leaderboard.runs([run])[0])
+    assert row["training time (s)"] == "-" and row["test accuracy"] == "0.9700"

@@ -1,0 +1,64 @@
+"""mnistbench.reproduced: the CI's byte-for-byte comparison, in a real git repository."""
+
+import subprocess
+
+import pytest
+
+from mnistbench import reproduced
+
+LOCK = """schema: '2.0'
+stages:
+  train:
+    cmd: python -m stages.train
+    outs:
+    - path: metrics/train.json
+      hash: md5
+      md5: {train}
+      size: 10
+    - path: metrics/time/train.json
+      hash: md5
+      md5: {time}
+      size: 40
+"""
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    git = lambda *a: subprocess.run(["git", *a], check=True, capture_output=True)
+    git("init", "-q")
+    git("config", "user.name", "t")
+    git("config", "user.email", "t@example.invalid")
+    (tmp_path / "metrics/time").mkdir(parents=True)
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "dvc.lock").write_text(LOCK.format(train="a" * 32, time="b" * 32))
+    (tmp_path / "metrics/train.json").write_text('{"accuracy": 0.98}\n')
+    (tmp_path / "metrics/time/train.json").write_text('{"train_seconds": 8.1}\n')
+    (tmp_path / "plots/history.csv").write_text("epoch\n1\n")
+    git("add", "-A")
+    git("commit", "-qm", "results")
+    return tmp_path
+
+
+def test_new_times_alone_count_as_reproduced(repo):
+    (repo / "metrics/time/train.json").write_text('{"train_seconds": 9.7}\n')
+    (repo / "dvc.lock").write_text(LOCK.format(train="a" * 32, time="c" * 32))
+    assert reproduced.differences() == []
+
+
+def test_a_changed_result_or_its_hash_is_reported(repo):
+    (repo / "plots/history.csv").write_text("epoch\n2\n")
+    (repo / "plots/new.png").write_bytes(b"x")
+    (repo / "dvc.lock").write_text(LOCK.format(train="d" * 32, time="b" * 32))
+    assert reproduced.differences() == ["plots/history.csv (changed)", "plots/new.png (new)",
+                                        "dvc.lock (changed beyond the measured entries)"]
+
+
+
+def test_the_command_exits_1_and_lists_what_differs(repo, monkeypatch, capsys):
+    (repo / "metrics/train.json").write_text('{"accuracy": 0.97}\n')
+    monkeypatch.setattr("sys.argv", ["reproduced"])
+    with pytest.raises(SystemExit) as exit_:
+        reproduced.main()
+    assert exit_.value.code == 1
+    assert "metrics/train.json (changed)" in capsys.readouterr().out
