@@ -79,6 +79,9 @@ def test_integer_accepted_where_a_float_is_expected(tmp_path):
     ("model.dropout", "1.5", r"model\.dropout = 1\.5: must be <= 0\.9"),
     ("model.channels", "[8, 8, 8, 8]", r"model\.channels = list: must have at most 3 items"),
     ("train.schedule", "onecycle", r"train\.schedule = 'onecycle': must be one of constant, cosine"),
+    ("prepare.dataset", "cifar10", r"prepare\.dataset = 'cifar10': must be one of mnist, fashion-mnist, kmnist"),
+    ("train.augment_shift", "-1", r"train\.augment_shift = -1\.0: must be >= 0"),
+    ("train.augment_rotate", "90", r"train\.augment_rotate = 90\.0: must be <= 45"),
 ])
 def test_bad_value_names_key_value_and_rule(tmp_path, key, literal, message):
     with pytest.raises(ParamsError, match=message) as err:
