@@ -2,10 +2,11 @@
 
     python -m mnistbench.bench                      # about 2 minutes; DATA_MIRROR as for prepare
     python -m mnistbench.bench --output bench.md    # also write the Markdown tables to a file
+    python -m mnistbench.bench --threads 2          # both loops at 2 torch threads
 
 Both loops train the same MLP (params.yaml: model, train) with Adam and cross-entropy at batch 64
 on the same 60,000 training images, fetched and verified as in prepare, at the same torch thread
-count (train.threads), and are scored on the 10,000 test images:
+count (train.threads, or --threads), and are scored on the 10,000 test images:
   (a) the seed's loop: torchvision MNIST with ToTensor() + Normalize() per sample, through
       DataLoader(batch_size=64, shuffle=True), plain Adam, loss.item() every step;
   (b) this project's step (mnistbench.train): the data as one tensor, index_select batches of a
@@ -53,14 +54,14 @@ def _peak_rss_mib() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
 
 
-def worker_seed(workdir: str, epochs: int) -> dict:
-    """(a): the seed's train.py loop, with this project's model size, lr, seed and threads."""
+def worker_seed(workdir: str, epochs: int, threads: int) -> dict:
+    """(a): the seed's train.py loop, with this project's model size, lr and seed."""
     from sklearn.metrics import accuracy_score
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
 
     params = load_params()
-    configure_torch(params.train.threads, "cpu")
+    configure_torch(threads, "cpu")
     imported = _peak_rss_mib()
     transform = transforms.Compose([transforms.ToTensor(),
                                     transforms.Normalize((params.train.normalize_mean,), (params.train.normalize_std,))])
@@ -88,7 +89,7 @@ def worker_seed(workdir: str, epochs: int) -> dict:
             predicted.append(torch.max(model(images.view(len(images), -1)), 1)[1])
             actual.append(labels)
     accuracy = accuracy_score(torch.cat(actual).numpy(), torch.cat(predicted).numpy())
-    return {"seconds": seconds, "samples": len(train_set), "accuracy": float(accuracy), "threads": params.train.threads,
+    return {"seconds": seconds, "samples": len(train_set), "accuracy": float(accuracy), "threads": threads,
             "peak_rss_mib": _peak_rss_mib(), "imported_rss_mib": imported}
 
 
@@ -131,7 +132,7 @@ def _per_epoch(result: dict) -> float:
     return statistics.median(result["seconds"][1:])
 
 
-def machine() -> str:
+def machine(threads: int) -> str:
     model = platform.processor() or "unknown CPU"
     try:
         model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
@@ -139,14 +140,15 @@ def machine() -> str:
         pass
     params = load_params()
     return (f"{model}, {os.cpu_count()} cores, torch {torch.__version__} "
-            f"(CPU capability {torch.backends.cpu.get_cpu_capability()}), {params.train.threads} torch "
-            f"thread{'s' if params.train.threads > 1 else ''}, "
+            f"(CPU capability {torch.backends.cpu.get_cpu_capability()}), {threads} torch "
+            f"thread{'s' if threads > 1 else ''}, "
             f"train.device={params.train.device}, Python {platform.python_version()}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, help="also write the Markdown report here")
+    parser.add_argument("--threads", type=int, help="torch threads for both loops (default: train.threads)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:  # a measurement in its own process: print one JSON line
@@ -156,7 +158,7 @@ def main() -> None:
         return
 
     params = load_params()
-    batch, threads = params.train.batch_size, params.train.threads
+    batch, threads = params.train.batch_size, args.threads or params.train.threads
     with tempfile.TemporaryDirectory(prefix="mnist-bench-") as workdir:
         # Fetched and verified once, as prepare does; (a) reads the raw files through torchvision,
         # (b) the same 60,000 + 10,000 images as tensors, as the train stage reads its data.
@@ -165,7 +167,7 @@ def main() -> None:
         data.save_split(Path(workdir) / "train.pt", train_images, train_labels)
         data.save_split(Path(workdir) / "test.pt", test_images, test_labels)
         print("bench: (a) seed loop ...", file=sys.stderr, flush=True)
-        seed = _run("--worker", f"seed,{workdir},{SEED_EPOCHS}")
+        seed = _run("--worker", f"seed,{workdir},{SEED_EPOCHS},{threads}")
         print("bench: (b) this project, 10 epochs ...", file=sys.stderr, flush=True)
         ours = _run("--worker", f"project,{workdir},10,{batch},{threads}")
         other_threads = 2 if threads == 1 else 1
@@ -187,7 +189,7 @@ def main() -> None:
         return f"{r['peak_rss_mib']:,.0f} MiB ({r['imported_rss_mib']:,.0f} after imports)"
 
     lines = [
-        f"Machine: {machine()}.",
+        f"Machine: {machine(threads)}.",
         "",
         f"| loop (batch {batch}, {seed['samples']:,} images, fp32) | threads | s/epoch | images/s | peak RSS | test accuracy |",
         "|---|---|---|---|---|---|",
@@ -196,7 +198,7 @@ def main() -> None:
         f"| (b) this project: in-memory tensors, fused Adam | {ours['threads']} | {b:.3f} | {rate_b:,.0f} | "
         f"{rss(ours)} | {ours['accuracy']:.4f} after 10 epochs ({ours['device']}) |",
         f"| **(b) / (a)** | | | **{rate_b / rate_a:.1f}×** | | |",
-        f"| (b) at {other_threads} thread{'s' if other_threads > 1 else ''} | {other_threads} | {b_other:.3f} | {ours_other['samples'] / b_other:,.0f} | "
+        f"| (b) at {other_threads} thread{'s' if other_threads > 1 else ''} (against (a) at {threads}) | {other_threads} | {b_other:.3f} | {ours_other['samples'] / b_other:,.0f} | "
         f"{rss(ours_other)} | {ours_other['accuracy']:.4f} after 4 epochs |",
         "",
         "| this project, batch size | s/epoch | images/s |",

@@ -10,7 +10,7 @@ def test_both_loops_train_on_the_same_images_and_report_what_the_table_needs(tmp
     data.save_split(workdir / "train.pt", train_images, train_labels)
     data.save_split(workdir / "test.pt", test_images, test_labels)
 
-    seed = bench.worker_seed(str(workdir), epochs=2)
+    seed = bench.worker_seed(str(workdir), epochs=2, threads=1)
     ours = bench.worker_project(str(workdir), epochs=3, batch_size=32, threads=1)
 
     assert seed["samples"] == ours["samples"] == 300
