@@ -69,7 +69,7 @@ def test_cosine_schedule_decays_to_zero_over_the_run_and_constant_has_none():
     lrs = []
     for _ in range(params.epochs):
         train_epoch(run.model, run.optimizer, x, y, params.batch_size, run.generator, run.scheduler)
-        lrs.append(run.optimizer.param_groups[0]["lr"])
+        lrs.append(run.optimizer.lr)
     assert 0 < lrs[0] < params.lr and lrs[-1] == pytest.approx(0.0, abs=1e-12)  # 6 steps: 3 per epoch
     assert setup(model_params(hidden=(8,)), train_params(), torch.device("cpu"), len(y)).scheduler is None
 
