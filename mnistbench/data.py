@@ -100,16 +100,33 @@ def digests(path: Path) -> tuple[str, str]:
 
 
 def verify(path: Path, expected: RawFile) -> str | None:
-    """None when the file matches its pinned checksum, else why not (one line)."""
+    """None when the .gz file matches its pinned checksum, else why not (one line)."""
     try:
         md5, sha256 = digests(path)
     except (OSError, EOFError, zlib.error) as e:  # not gzip, truncated, damaged
         return f"{path}: not a complete gzip file ({e}; size {path.stat().st_size} bytes)"
+    return _mismatch(path, expected, md5, sha256)
+
+
+def verify_extracted(gz: Path, expected: RawFile, shown: Path) -> str | None:
+    """verify() for a .gz already extracted beside itself, as torchvision leaves it: hashes the
+    extracted content rather than decompressing it again (prepare: 0.5 s less)."""
+    if expected.sha256 is None:
+        return _mismatch(shown, expected, md5=digest(gz, "md5"))
+    return _mismatch(shown, expected, sha256=digest(gz.with_suffix(""), "sha256"))
+
+
+def digest(path: Path, algorithm: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, lambda: hashlib.new(algorithm, usedforsecurity=False)).hexdigest()
+
+
+def _mismatch(shown: Path, expected: RawFile, md5: str | None = None, sha256: str | None = None) -> str | None:
     if expected.sha256 is None:
         if md5 != expected.md5:
-            return f"{path}: MD5 {md5}, expected {expected.md5} (no content SHA-256 is pinned for it)"
+            return f"{shown}: MD5 {md5}, expected {expected.md5} (no content SHA-256 is pinned for it)"
     elif sha256 != expected.sha256:
-        return f"{path}: SHA-256 of the content {sha256}, expected {expected.sha256} (size {path.stat().st_size} bytes)"
+        return f"{shown}: SHA-256 of the content {sha256}, expected {expected.sha256} (size {shown.stat().st_size} bytes)"
     return None
 
 
@@ -131,19 +148,25 @@ def fetch(workdir: Path, mirrors: list[str], files: tuple[RawFile, ...], dataset
     raw = Path(workdir) / dataset_cls.__name__ / "raw"
     raw.mkdir(parents=True, exist_ok=True)
 
-    problems, missing = {f.name: [] for f in files}, []
+    problems, missing, verified = {f.name: [] for f in files}, [], set()
     for f in files:
         for root in (r for r in mirrors if not is_url(r)):
             src = Path(root) / dataset / f.name
             if not src.is_file():
                 problems[f.name].append(f"{src}: no such file")
                 continue
-            problem = verify(src, f)
+            shutil.copyfile(src, raw / f.name)
+            try:
+                extract_archive(str(raw / f.name))  # next to it, without .gz: what torchvision parses
+                problem = verify_extracted(raw / f.name, f, shown=src)
+            except (OSError, EOFError, zlib.error) as e:  # not gzip, truncated, damaged
+                problem = f"{src}: not a complete gzip file ({e}; size {src.stat().st_size} bytes)"
             if problem:
                 problems[f.name].append(problem)
+                (raw / f.name).unlink()
+                (raw / f.name).with_suffix("").unlink(missing_ok=True)
                 continue
-            shutil.copyfile(src, raw / f.name)
-            extract_archive(str(raw / f.name))
+            verified.add(f.name)
             break
         else:
             missing.append(f.name)
@@ -158,8 +181,8 @@ def fetch(workdir: Path, mirrors: list[str], files: tuple[RawFile, ...], dataset
             reason = " ".join(str(e).split())
             also = "; ".join(p for name in missing for p in problems[name])
             raise DataError(f"{reason}{f' (also: {also})' if also else ''}") from None
-    for f in files:  # the content of every file, whichever way it came
-        problem = verify(raw / f.name, f)
+    for f in files:  # the content of every downloaded file too
+        problem = None if f.name in verified else verify_extracted(raw / f.name, f, shown=raw / f.name)
         if problem:
             raise DataError(problem)
 
