@@ -88,32 +88,13 @@ def is_url(root: str) -> bool:
 
 
 def digests(path: Path) -> tuple[str, str]:
-    """MD5 of the file as it is, SHA-256 of its gzip-decompressed content."""
-    md5, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            md5.update(chunk)
+    """What datasets.json pins for a .gz file: the MD5 of the file as it is, and the SHA-256 of its
+    gzip-decompressed content."""
+    sha256 = hashlib.sha256()
     with gzip.open(path, "rb") as f:
         while chunk := f.read(1 << 20):
             sha256.update(chunk)
-    return md5.hexdigest(), sha256.hexdigest()
-
-
-def verify(path: Path, expected: RawFile) -> str | None:
-    """None when the .gz file matches its pinned checksum, else why not (one line)."""
-    try:
-        md5, sha256 = digests(path)
-    except (OSError, EOFError, zlib.error) as e:  # not gzip, truncated, damaged
-        return f"{path}: not a complete gzip file ({e}; size {path.stat().st_size} bytes)"
-    return _mismatch(path, expected, md5, sha256)
-
-
-def verify_extracted(gz: Path, expected: RawFile, shown: Path) -> str | None:
-    """verify() for a .gz already extracted beside itself, as torchvision leaves it: hashes the
-    extracted content rather than decompressing it again (prepare: 0.5 s less)."""
-    if expected.sha256 is None:
-        return _mismatch(shown, expected, md5=digest(gz, "md5"))
-    return _mismatch(shown, expected, sha256=digest(gz.with_suffix(""), "sha256"))
+    return digest(path, "md5"), sha256.hexdigest()
 
 
 def digest(path: Path, algorithm: str) -> str:
@@ -121,13 +102,17 @@ def digest(path: Path, algorithm: str) -> str:
         return hashlib.file_digest(f, lambda: hashlib.new(algorithm, usedforsecurity=False)).hexdigest()
 
 
-def _mismatch(shown: Path, expected: RawFile, md5: str | None = None, sha256: str | None = None) -> str | None:
+def verify(gz: Path, expected: RawFile, shown: Path) -> str | None:
+    """None when a .gz, already extracted beside itself as torchvision leaves it, holds the pinned
+    content, else why not (one line naming `shown`). The content's SHA-256 is taken from the
+    extracted file, not by decompressing again; where none is pinned, the .gz's MD5 decides."""
     if expected.sha256 is None:
-        if md5 != expected.md5:
-            return f"{shown}: MD5 {md5}, expected {expected.md5} (no content SHA-256 is pinned for it)"
-    elif sha256 != expected.sha256:
-        return f"{shown}: SHA-256 of the content {sha256}, expected {expected.sha256} (size {shown.stat().st_size} bytes)"
-    return None
+        md5 = digest(gz, "md5")
+        return None if md5 == expected.md5 else \
+            f"{shown}: MD5 {md5}, expected {expected.md5} (no content SHA-256 is pinned for it)"
+    sha256 = digest(gz.with_suffix(""), "sha256")
+    return None if sha256 == expected.sha256 else \
+        f"{shown}: SHA-256 of the content {sha256}, expected {expected.sha256} (size {shown.stat().st_size} bytes)"
 
 
 def fetch(workdir: Path, mirrors: list[str], files: tuple[RawFile, ...], dataset: str = "mnist"):
@@ -158,7 +143,7 @@ def fetch(workdir: Path, mirrors: list[str], files: tuple[RawFile, ...], dataset
             shutil.copyfile(src, raw / f.name)
             try:
                 extract_archive(str(raw / f.name))  # next to it, without .gz: what torchvision parses
-                problem = verify_extracted(raw / f.name, f, shown=src)
+                problem = verify(raw / f.name, f, shown=src)
             except (OSError, EOFError, zlib.error) as e:  # not gzip, truncated, damaged
                 problem = f"{src}: not a complete gzip file ({e}; size {src.stat().st_size} bytes)"
             if problem:
@@ -182,7 +167,7 @@ def fetch(workdir: Path, mirrors: list[str], files: tuple[RawFile, ...], dataset
             also = "; ".join(p for name in missing for p in problems[name])
             raise DataError(f"{reason}{f' (also: {also})' if also else ''}") from None
     for f in files:  # the content of every downloaded file too
-        problem = None if f.name in verified else verify_extracted(raw / f.name, f, shown=raw / f.name)
+        problem = None if f.name in verified else verify(raw / f.name, f, shown=raw / f.name)
         if problem:
             raise DataError(problem)
 
