@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -146,6 +147,26 @@ def test_grid_runs_every_combination_in_turn_then_puts_the_workspace_back(repo):
     assert sum("1 ep, batch 64, lr 0.02" in r for r in rows) == 1 and sum("lr 0.03" in r for r in rows) == 1
     assert sum("| fashion-mnist |" in r for r in rows) == 1 and all("| 109,386 |" in r for r in rows)
     assert (path / "board.md").read_text() == board
+
+
+def test_queued_experiments_run_with_one_worker_and_show_side_by_side(repo):
+    path, env, _ = repo
+    sh(path, env, "git", "add", "-A")
+    sh(path, env, "git", "commit", "-qm", "queue baseline", "--allow-empty")
+    sh(path, env, "dvc", "exp", "run", "--queue", "-S", "train.lr=0.004,0.005", "-S", "train.epochs=1")
+    sh(path, env, "dvc", "queue", "start")  # one worker: -j 1 is the default
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        status = sh(path, env, "dvc", "queue", "status").stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(2)
+    assert status.count("Success") == 2, status
+    shown = json.loads(sh(path, env, "dvc", "exp", "show", "--json").stdout)
+    experiments = [rev for node in shown for exp in node.get("experiments") or [] for rev in exp["revs"]]
+    lrs = sorted(rev["data"]["params"]["params.yaml"]["data"]["train"]["lr"] for rev in experiments)
+    assert lrs == [0.004, 0.005]
+    assert all("accuracy" in rev["data"]["metrics"]["metrics/test.json"]["data"] for rev in experiments)
 
 
 def test_push_and_pull_restore_data_and_model_without_rerunning(repo, tmp_path):
