@@ -60,7 +60,9 @@ def dirty(paths: list[str]) -> list[str]:
 
 def restore() -> None:
     subprocess.run(["git", "checkout", "HEAD", "--", *RESTORED], check=True)
-    subprocess.run(["dvc", "checkout", "--quiet"], check=False)  # DVC outputs back to what dvc.lock says
+    if subprocess.run(["dvc", "checkout", "--quiet"]).returncode != 0:  # DVC outputs back to what dvc.lock says
+        print("grid: warning: `dvc checkout` could not restore every output of HEAD; run `dvc pull` or `dvc repro`",
+              file=sys.stderr)
 
 
 def main() -> None:
@@ -74,12 +76,14 @@ def main() -> None:
     if args.dry_run:
         print("\n".join(" ".join(c) for c in commands))
         return
+    if subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], capture_output=True).returncode != 0:
+        raise SystemExit("grid: error: no commit yet; experiments start from a commit: commit the pipeline first")
     changed = dirty(RESTORED)
     if changed:
         raise SystemExit(f"grid: error: uncommitted changes in {', '.join(changed)}; the grid resets them to HEAD "
                          "when it ends: commit or stash them first")
 
-    results = []
+    results, interrupted = [], False
     try:
         for number, (run, command) in enumerate(zip(runs, commands), 1):
             print(f"grid: [{number}/{len(runs)}] {' '.join(command)}", flush=True)
@@ -91,11 +95,16 @@ def main() -> None:
                     name = re.search(r"Ran experiment\(s\): (\S+)", line) or name
             code = process.returncode
             results.append((run, name.group(1) if code == 0 and name else f"FAILED (exit {code})"))
+    except KeyboardInterrupt:  # the experiments already finished are kept in their git refs
+        interrupted = True
     finally:
         restore()
-    print("\ngrid: " + str(len(results)) + " of " + str(len(runs)) + " run; the workspace is back at HEAD")
+    print(f"\ngrid: {len(results)} of {len(runs)} run{'; interrupted' if interrupted else ''}; "
+          "the workspace is back at HEAD")
     for run, outcome in results:
         print(f"  {outcome:<24} {' '.join(run)}")
+    if interrupted:
+        raise SystemExit(130)
     if any(outcome.startswith("FAILED") for _, outcome in results):
         raise SystemExit(1)
 

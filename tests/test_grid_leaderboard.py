@@ -66,3 +66,30 @@ def test_a_run_from_before_the_time_files_shows_dashes():
     del run["data"]["metrics"]["metrics/time/train.json"]
     row = leaderboard.row(leaderboard.runs([run])[0])
     assert row["training time (s)"] == "-" and row["test accuracy"] == "0.9700"
+
+
+def test_grid_refuses_a_repository_without_a_commit(tmp_path, monkeypatch):
+    import subprocess
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["grid", "-S", "train.lr=0.1,0.2"])
+    with pytest.raises(SystemExit, match="no commit yet"):
+        grid.main()
+
+
+def test_ctrl_c_still_puts_the_workspace_back_and_exits_130(monkeypatch, capsys):
+    import subprocess
+    restored = []
+    monkeypatch.setattr(grid, "dirty", lambda paths: [])
+    monkeypatch.setattr(grid, "restore", lambda: restored.append(True))
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0))  # HEAD exists
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(subprocess, "Popen", interrupted)
+    monkeypatch.setattr("sys.argv", ["grid", "-S", "train.lr=0.1,0.2"])
+    with pytest.raises(SystemExit) as exit_:
+        grid.main()
+    assert exit_.value.code == 130 and restored == [True]
+    assert "grid: 0 of 2 run; interrupted; the workspace is back at HEAD" in capsys.readouterr().out
