@@ -90,11 +90,9 @@ def is_url(root: str) -> bool:
 def digests(path: Path) -> tuple[str, str]:
     """What datasets.json pins for a .gz file: the MD5 of the file as it is, and the SHA-256 of its
     gzip-decompressed content."""
-    sha256 = hashlib.sha256()
     with gzip.open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            sha256.update(chunk)
-    return digest(path, "md5"), sha256.hexdigest()
+        content = hashlib.file_digest(f, "sha256").hexdigest()
+    return digest(path, "md5"), content
 
 
 def digest(path: Path, algorithm: str) -> str:

@@ -43,14 +43,6 @@ def runs(exp_show: list) -> list[dict]:
     return found
 
 
-def _get(tree: dict, *keys, default=None):
-    for key in keys:
-        if not isinstance(tree, dict) or key not in tree:
-            return default
-        tree = tree[key]
-    return tree
-
-
 def describe_model(model: dict) -> str:
     hidden = "-".join(str(h) for h in model.get("hidden") or [])
     if model.get("arch") == "linear":
@@ -78,7 +70,7 @@ def row(run: dict) -> dict:
     seconds = timing.get("train_seconds")
     return {
         "experiment": f"{run['name']} ({run['rev'][:7]})" if run["name"] != run["rev"][:7] else run["name"],
-        "dataset": _get(params, "prepare", "dataset", default="mnist"),
+        "dataset": (params.get("prepare") or {}).get("dataset", "mnist"),  # runs from before datasets: mnist
         "model": describe_model(params.get("model") or {}),
         "training": describe_training(params.get("train") or {}),
         "accuracy": test.get("accuracy"),
