@@ -3,9 +3,10 @@
 The datasets (params.yaml `prepare.dataset`) are declared in datasets.json: mnist, fashion-mnist
 and kmnist, all 28x28 grayscale in 10 classes, 60,000 training and 10,000 test images.
 
-Raw files come through torchvision's dataset classes (their mirrors, MD5 check, IDX parsing).
-Where they come from is set by DATA_MIRROR: roots separated by `:`, each a directory or a URL
-prefix holding `<dataset>/<file>`, e.g. DATA_MIRROR=../shared/datasets:/usr/share/datasets or
+Downloads go through each dataset's torchvision class (its mirrors, its MD5 check); the IDX files
+are parsed here (parse_idx), which keeps torchvision's 1.0 s import out of prepare. Where files
+come from is set by DATA_MIRROR: roots separated by `:`, each a directory or a URL prefix holding
+`<dataset>/<file>`, e.g. DATA_MIRROR=../shared/datasets:/usr/share/datasets or
 DATA_MIRROR=https://example.org/datasets:/mnt/mirror. Unset, torchvision's canonical mirrors are
 used. Wherever a file comes from, the SHA-256 of its decompressed content must match
 datasets.json, so a recompressed copy passes and different content does not (where no SHA-256 is
@@ -17,8 +18,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import math
 import re
-import shutil
+import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,80 +102,106 @@ def digest(path: Path, algorithm: str) -> str:
         return hashlib.file_digest(f, lambda: hashlib.new(algorithm, usedforsecurity=False)).hexdigest()
 
 
-def verify(gz: Path, expected: RawFile, shown: Path) -> str | None:
-    """None when a .gz, already extracted beside itself as torchvision leaves it, holds the pinned
-    content, else why not (one line naming `shown`). The content's SHA-256 is taken from the
-    extracted file, not by decompressing again; where none is pinned, the .gz's MD5 decides."""
+def verified_content(gz: Path, expected: RawFile, shown: Path) -> bytes:
+    """The decompressed content of a .gz, if it is the pinned content (its SHA-256; where none is
+    pinned, the .gz's MD5 decides); else DataError, one line naming `shown`."""
+    packed = gz.read_bytes()
+    try:
+        content = gzip.decompress(packed)
+    except (OSError, EOFError, zlib.error) as e:  # not gzip, truncated, damaged
+        raise DataError(f"{shown}: not a complete gzip file ({e}; size {len(packed)} bytes)") from None
     if expected.sha256 is None:
-        md5 = digest(gz, "md5")
-        return None if md5 == expected.md5 else \
-            f"{shown}: MD5 {md5}, expected {expected.md5} (no content SHA-256 is pinned for it)"
-    sha256 = digest(gz.with_suffix(""), "sha256")
-    return None if sha256 == expected.sha256 else \
-        f"{shown}: SHA-256 of the content {sha256}, expected {expected.sha256} (size {shown.stat().st_size} bytes)"
+        md5 = hashlib.md5(packed, usedforsecurity=False).hexdigest()
+        if md5 != expected.md5:
+            raise DataError(f"{shown}: MD5 {md5}, expected {expected.md5} (no content SHA-256 is pinned for it)")
+    elif (sha256 := hashlib.sha256(content).hexdigest()) != expected.sha256:
+        raise DataError(f"{shown}: SHA-256 of the content {sha256}, expected {expected.sha256} "
+                        f"(size {len(packed)} bytes)")
+    return content
 
 
-def fetch(workdir: Path, mirrors: list[str], files: tuple[RawFile, ...], dataset: str = "mnist"):
-    """Obtain and verify the raw files of `dataset` in `workdir`; return (train_images,
-    train_labels, test_images, test_labels) as uint8 (N, 28, 28) and int64 (N,) tensors."""
-    # Imported here, not at the top: only prepare needs it, and it adds ~1.4 s to torch's import
-    # (2.98 s vs 1.59 s here), which train and evaluate would otherwise pay on every run.
-    import torchvision
-    from torchvision.datasets.utils import extract_archive
+IDX_UBYTE = 0x08  # IDX type code of unsigned bytes: the only type these datasets use
+
+
+def parse_idx(content: bytes, ndim: int, shown: Path) -> torch.Tensor:
+    """An IDX file of unsigned bytes as a uint8 tensor: images (N, 28, 28) when ndim is 3, labels
+    (N,) when 1. The format: bytes 0, 0, the type code, ndim; each dimension as a big-endian
+    uint32; then the data. What torchvision's MNIST classes read (read_sn3_pascalvincent_tensor),
+    read here because `import torchvision` costs prepare 1.0 s (it loads torch._dynamo);
+    tests/test_data.py checks both readers agree."""
+    header = 4 + 4 * ndim
+    if len(content) < header or content[:4] != bytes((0, 0, IDX_UBYTE, ndim)):
+        raise DataError(f"{shown}: not an IDX file of {ndim}-dimensional unsigned bytes "
+                        f"(starts with {content[:4].hex() or 'nothing'})")
+    shape = struct.unpack(f">{ndim}I", content[4:header])
+    if ndim == 3 and shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
+        raise DataError(f"{shown}: images are {shape[1]}x{shape[2]} pixels, expected {IMAGE_SIZE}x{IMAGE_SIZE}")
+    if len(content) - header != math.prod(shape):
+        raise DataError(f"{shown}: its header declares {math.prod(shape)} bytes of data {shape}, "
+                        f"it holds {len(content) - header}")
+    return torch.frombuffer(bytearray(content), dtype=torch.uint8, offset=header).view(shape)
+
+
+def download(workdir: Path, urls: list[str], files: tuple[RawFile, ...], dataset: str) -> Path:
+    """Download `files` into torchvision's raw folder under workdir through the dataset's
+    torchvision class: each tried on every mirror in turn, its published MD5 checked; `urls` empty
+    means torchvision's canonical mirrors. Returns the raw folder."""
+    import torchvision  # here only: its import costs 1.0 s, which prepare pays when it downloads
 
     base = getattr(torchvision.datasets, TORCHVISION_CLASSES[dataset])
     dataset_cls = type(base.__name__, (base,), {
         "resources": [(f.name, f.md5) for f in files],
-        # torchvision cannot read file:// URLs, so directory mirrors are copied in below instead.
-        "mirrors": [root.rstrip("/") + f"/{dataset}/" for root in mirrors if is_url(root)]
-        if mirrors else list(base.mirrors),
+        "mirrors": urls or list(base.mirrors),
+        "_load_data": lambda self: (None, None),  # parsed by fetch, after its own content check
     })
-    raw = Path(workdir) / dataset_cls.__name__ / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
+    try:
+        dataset_cls(str(workdir), train=True, download=True)
+    except RuntimeError as e:
+        raise DataError(" ".join(str(e).split())) from None
+    return Path(workdir) / base.__name__ / "raw"
 
-    problems, missing, verified = {f.name: [] for f in files}, [], set()
+
+def fetch(workdir: Path, mirrors: list[str], files: tuple[RawFile, ...], dataset: str = "mnist"):
+    """Obtain and verify the raw files of `dataset`; return (train_images, train_labels,
+    test_images, test_labels) as uint8 (N, 28, 28) and int64 (N,) tensors. Directory mirrors are
+    read in place; files none of them holds intact are downloaded into workdir (URL mirrors, else
+    torchvision's). The verified content is left decompressed in workdir where torchvision's class
+    reads it (`torchvision.datasets.MNIST(workdir)`: mnistbench.bench's seed loop)."""
+    raw = Path(workdir) / TORCHVISION_CLASSES[dataset] / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    contents, problems = {}, {f.name: [] for f in files}
     for f in files:
         for root in (r for r in mirrors if not is_url(r)):
             src = Path(root) / dataset / f.name
             if not src.is_file():
                 problems[f.name].append(f"{src}: no such file")
                 continue
-            shutil.copyfile(src, raw / f.name)
             try:
-                extract_archive(str(raw / f.name))  # next to it, without .gz: what torchvision parses
-                problem = verify(raw / f.name, f, shown=src)
-            except (OSError, EOFError, zlib.error) as e:  # not gzip, truncated, damaged
-                problem = f"{src}: not a complete gzip file ({e}; size {src.stat().st_size} bytes)"
-            if problem:
-                problems[f.name].append(problem)
-                (raw / f.name).unlink()
-                (raw / f.name).with_suffix("").unlink(missing_ok=True)
-                continue
-            verified.add(f.name)
-            break
-        else:
-            missing.append(f.name)
+                contents[f.name] = verified_content(src, f, shown=src)
+                break
+            except DataError as e:
+                problems[f.name].append(str(e))
 
+    missing = [f for f in files if f.name not in contents]
     if missing:
-        first = missing[0]
-        if not dataset_cls.mirrors:
+        urls = [root.rstrip("/") + f"/{dataset}/" for root in mirrors if is_url(root)]
+        if mirrors and not urls:
+            first = missing[0].name
             raise DataError(f"{first} not found intact in DATA_MIRROR={':'.join(mirrors)}: {'; '.join(problems[first])}")
-        try:  # downloads the missing files; verifies MD5 of every file, present or downloaded
-            dataset_cls(str(workdir), train=True, download=True)
-        except RuntimeError as e:
-            reason = " ".join(str(e).split())
-            also = "; ".join(p for name in missing for p in problems[name])
-            raise DataError(f"{reason}{f' (also: {also})' if also else ''}") from None
-    for f in files:  # the content of every downloaded file too
-        problem = None if f.name in verified else verify(raw / f.name, f, shown=raw / f.name)
-        if problem:
-            raise DataError(problem)
+        try:
+            downloaded = download(workdir, urls, tuple(missing), dataset)
+        except DataError as e:
+            also = "; ".join(p for f in missing for p in problems[f.name])
+            raise DataError(f"{e}{f' (also: {also})' if also else ''}") from None
+        for f in missing:  # the content of every downloaded file too
+            contents[f.name] = verified_content(downloaded / f.name, f, shown=downloaded / f.name)
 
-    try:
-        train, test = (dataset_cls(str(workdir), train=flag) for flag in (True, False))
-    except (RuntimeError, AssertionError, ValueError) as e:
-        raise DataError(f"{raw}: verified files do not parse as IDX data ({e})") from None
-    return train.data, train.targets, test.data, test.targets
+    for name, content in contents.items():
+        (raw / name).with_suffix("").write_bytes(content)
+    parsed = [parse_idx(contents[f.name], 3 if "-images-" in f.name else 1, shown=Path(dataset) / f.name)
+              for f in files]  # train images, train labels, test images, test labels: torchvision's order
+    train_images, train_labels, test_images, test_labels = parsed
+    return train_images, train_labels.long(), test_images, test_labels.long()
 
 
 def split(images: torch.Tensor, labels: torch.Tensor, val_size: int, seed: int):

@@ -1,12 +1,18 @@
 import dataclasses
+import functools
 import gzip
+import http.server
 import json
+import shutil
+import struct
+import threading
+from pathlib import Path
 
 import pytest
 import torch
 import torchvision
 
-from conftest import synthetic_digits, write_mirror
+from conftest import ROOT, synthetic_digits, write_mirror
 from mnistbench import data
 from mnistbench.files import FileFormatError, save_tensors
 
@@ -102,15 +108,74 @@ def test_without_a_pinned_content_hash_the_published_md5_decides(tmp_path, mirro
         data.fetch(tmp_path / "work2", [str(root)], md5_only)
 
 
-@pytest.mark.parametrize("name", ["fashion-mnist", "kmnist"])
-def test_other_datasets_come_from_their_own_folder_through_their_torchvision_class(tmp_path, name):
+@pytest.mark.parametrize("name", ["mnist", "fashion-mnist", "kmnist"])
+def test_each_dataset_comes_from_its_own_folder_and_torchvision_reads_what_fetch_parsed(tmp_path, name):
     files = write_mirror(tmp_path / "mirror", n_train=40, n_test=20, dataset=name, seed=9)
-    images, labels, _, test_labels = data.fetch(tmp_path / "work", [str(tmp_path / "mirror")], files, name)
+    images, labels, test_images, test_labels = data.fetch(tmp_path / "work", [str(tmp_path / "mirror")], files, name)
     assert images.shape == (40, 28, 28) and len(test_labels) == 20
     assert torch.equal(labels, synthetic_digits(40, seed=9)[1])
-    assert (tmp_path / "work" / data.TORCHVISION_CLASSES[name] / "raw").is_dir()
-    with pytest.raises(data.DataError, match=r"not found intact.*/mnist/train-images-idx3-ubyte\.gz: no such file"):
-        data.fetch(tmp_path / "work2", [str(tmp_path / "mirror")], files, "mnist")
+    # the verified files, left where the dataset's torchvision class reads them (bench's seed loop)
+    cls = getattr(torchvision.datasets, data.TORCHVISION_CLASSES[name])
+    train, test = cls(str(tmp_path / "work"), train=True), cls(str(tmp_path / "work"), train=False)
+    assert torch.equal(train.data, images) and torch.equal(train.targets, labels)
+    assert torch.equal(test.data, test_images) and torch.equal(test.targets, test_labels)
+    if name != "mnist":
+        with pytest.raises(data.DataError, match=r"not found intact.*/mnist/train-images-idx3-ubyte\.gz: no such file"):
+            data.fetch(tmp_path / "work2", [str(tmp_path / "mirror")], files, "mnist")
+
+
+@pytest.mark.skipif(not (ROOT.parent / "shared/datasets/mnist").is_dir(), reason="no MNIST mirror at ../shared/datasets")
+def test_parse_idx_reads_real_mnist_as_torchvision_does(tmp_path):
+    from torchvision.datasets.mnist import read_image_file, read_label_file
+    for f in data.pinned("mnist").files[2:]:  # the test set: 10,000 images and labels
+        src = ROOT.parent / "shared/datasets/mnist" / f.name
+        content = data.verified_content(src, f, shown=src)
+        (tmp_path / f.name).with_suffix("").write_bytes(content)
+        reference = (read_image_file if "-images-" in f.name else read_label_file)(str((tmp_path / f.name).with_suffix("")))
+        parsed = data.parse_idx(content, reference.dim(), shown=src)
+        assert torch.equal(parsed.long() if reference.dim() == 1 else parsed, reference)
+
+
+@pytest.mark.parametrize("content, ndim, message", [
+    (b"", 3, r"not an IDX file of 3-dimensional unsigned bytes \(starts with nothing\)"),
+    (struct.pack(">IIII", 2051, 1, 28, 28) + bytes(784), 1, r"not an IDX file of 1-dimensional .*starts with 00000803"),
+    (struct.pack(">IIII", 0x0D03, 1, 28, 28) + bytes(4 * 784), 3, r"not an IDX file of 3-dim.*00000d03"),  # floats
+    (struct.pack(">IIII", 2051, 2, 28, 28) + bytes(784), 3, r"declares 1568 bytes of data \(2, 28, 28\), it holds 784"),
+    (struct.pack(">IIII", 2051, 1, 32, 32) + bytes(1024), 3, r"images are 32x32 pixels, expected 28x28"),
+])
+def test_parse_idx_refuses_what_is_not_the_expected_idx_file(content, ndim, message):
+    with pytest.raises(data.DataError, match=message) as err:
+        data.parse_idx(content, ndim, shown=Path("mnist/x.gz"))
+    assert str(err.value).startswith("mnist/x.gz: ") and "\n" not in str(err.value)
+
+
+@pytest.fixture
+def http_mirror(mirror):
+    """The mirror fixture, served over HTTP on loopback: (URL root, files)."""
+    root, files = mirror
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", files
+    server.shutdown()
+    server.server_close()
+
+
+def test_files_missing_from_directory_mirrors_are_downloaded_through_torchvision(tmp_path, mirror, http_mirror):
+    root, files = mirror
+    url, _ = http_mirror
+    partial = tmp_path / "partial"
+    (partial / "mnist").mkdir(parents=True)
+    shutil.copy(root / "mnist" / files[0].name, partial / "mnist")  # only the training images
+    result = data.fetch(tmp_path / "work", [str(partial), url], files)
+    assert torch.equal(result[0], synthetic_digits(300, seed=1)[0]) and len(result[3]) == 100
+    downloaded = sorted(p.name for p in (tmp_path / "work/MNIST/raw").glob("*.gz"))
+    assert downloaded == sorted(f.name for f in files[1:])  # torchvision fetched only the other three
+    # a download with the pinned MD5 but other content is refused on the content's SHA-256
+    wrong = dataclasses.replace(files[3], sha256="0" * 64)
+    with pytest.raises(data.DataError, match=rf"work2/MNIST/raw/{files[3].name}: SHA-256 of the content"):
+        data.fetch(tmp_path / "work2", [url], (*files[:3], wrong))
 
 
 def test_the_next_run_with_the_good_file_succeeds(tmp_path, mirror):
