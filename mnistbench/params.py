@@ -24,6 +24,9 @@ class ParamsError(ValueError):
     """A user error in params.yaml; its message is one line naming the key."""
 
 
+SEED_MAX = 2**63 - 1  # torch.manual_seed's largest seed that is also a valid int64 (it wraps above)
+
+
 def _spec(help: str, *, min=None, max=None, min_exclusive=None, choices=None, min_items=None, max_items=None):
     return field(metadata=dict(help=help, min=min, max=max, min_exclusive=min_exclusive,
                                choices=choices, min_items=min_items, max_items=max_items))
@@ -49,7 +52,7 @@ class ModelParams:
 
 @dataclass(frozen=True)
 class TrainParams:
-    seed: int = _spec("seed of the weight init and of the per-epoch shuffle", min=0)
+    seed: int = _spec("seed of the weight init and of the per-epoch shuffle", min=0, max=SEED_MAX)
     epochs: int = _spec("passes over the training set", min=1)
     batch_size: int = _spec("images per optimizer step", min=1)
     lr: float = _spec("Adam learning rate", min_exclusive=0.0)
@@ -70,9 +73,19 @@ class EvaluateParams:
 
 
 @dataclass(frozen=True)
+class ReplicatesParams:
+    n: int = _spec("seeds trained by the replicates stage: train.seed, train.seed + 1, ...", min=2, max=1000)
+    threads: int = _spec("torch CPU threads of the replicates stage (its own: the batched run is faster on 2)", min=1)
+
+
+@dataclass(frozen=True)
 class CheckParams:
-    max_accuracy_drop: float = _spec("largest test-accuracy drop against the baseline that passes", min=0.0, max=1.0)
-    min_accuracy: float = _spec("test accuracy below which the gate fails whatever the baseline", min=0.0, max=1.0)
+    significance: float = _spec("one-sided Welch t-test level: a mean drop with a smaller p-value fails",
+                                min_exclusive=0.0, max=0.5)
+    min_drop: float = _spec("mean test-accuracy drop below which the gate passes even when significant",
+                            min=0.0, max=1.0)
+    min_accuracy: float = _spec("mean test accuracy of the replicates below which the gate fails, whatever the baseline",
+                                min=0.0, max=1.0)
 
 
 @dataclass(frozen=True)
@@ -81,6 +94,7 @@ class Params:
     model: ModelParams
     train: TrainParams
     evaluate: EvaluateParams
+    replicates: ReplicatesParams
     check: CheckParams
 
 
@@ -98,7 +112,12 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 
 
 def from_dict(tree, path: str = "params.yaml") -> Params:
-    return _build(Params, tree, prefix="", path=path)
+    params = _build(Params, tree, prefix="", path=path)
+    last = params.train.seed + params.replicates.n - 1
+    if last > SEED_MAX:  # the only rule across keys: the replicates' seed block must stay seedable
+        raise ParamsError(f"{path}: train.seed = {params.train.seed} with replicates.n = {params.replicates.n} "
+                          f"needs seeds up to {last}, past the largest seed {SEED_MAX}; lower train.seed")
+    return params
 
 
 def section(cls, tree, name: str, source: str):
@@ -173,4 +192,5 @@ def as_dict(params) -> dict:
 
 
 __all__ = ["Params", "ParamsError", "load_params", "from_dict", "section", "as_dict",
-           "PrepareParams", "ModelParams", "TrainParams", "EvaluateParams", "CheckParams"]
+           "PrepareParams", "ModelParams", "TrainParams", "EvaluateParams", "ReplicatesParams",
+           "CheckParams", "SEED_MAX"]

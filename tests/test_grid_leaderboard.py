@@ -29,7 +29,8 @@ def test_dry_run_prints_the_commands(monkeypatch, capsys):
     assert capsys.readouterr().out.splitlines() == ["dvc exp run -S train.lr=0.1", "dvc exp run -S train.lr=0.2"]
 
 
-def node(rev, name, accuracy, arch="mlp", dataset="mnist", experiments=None, seconds=8.2):
+def node(rev, name, accuracy, arch="mlp", dataset="mnist", experiments=None, seconds=8.2, replicates=None):
+    """A `dvc exp show --json` node; replicates: (mean, sd, n) of metrics/replicates.json, if any."""
     return {"rev": rev, "name": name, "experiments": experiments, "data": {
         "rev": rev,
         "params": {"params.yaml": {"data": {
@@ -40,32 +41,39 @@ def node(rev, name, accuracy, arch="mlp", dataset="mnist", experiments=None, sec
         "metrics": {"metrics/test.json": {"data": {"accuracy": accuracy, "macro_f1": accuracy - 0.001}},
                     "metrics/train.json": {"data": {"parameters": 109386}},
                     "metrics/time/train.json": {"data": {"train_seconds": seconds, "threads": 1}},
-                    "metrics/time/evaluate.json": {"data": {"latency_ms_per_image": 0.0312}}}}}
+                    "metrics/time/evaluate.json": {"data": {"latency_ms_per_image": 0.0312}},
+                    **({"metrics/replicates.json": {"data": {"accuracy": dict(zip(("mean", "sd", "n"), replicates))}}}
+                       if replicates else {})}}}
 
 
-def test_leaderboard_ranks_runs_and_experiments_by_accuracy_mnist_first():
+def test_leaderboard_ranks_runs_and_experiments_by_their_replicates_mnist_first():
     shown = [
         {"rev": "workspace", "name": None, "data": node("workspace", None, 0.5)["data"], "experiments": None},
-        node("a" * 40, "main", 0.98, experiments=[
-            {"name": "cnn-run", "revs": [node("b" * 40, "cnn-run", 0.994, arch="cnn", seconds=153.0)]},
+        node("a" * 40, "main", 0.98, replicates=(0.9766, 0.0023, 10), experiments=[
+            # a lucky single draw does not outrank a better mean
+            {"name": "lucky", "revs": [node("e" * 40, "lucky", 0.999, replicates=(0.9701, 0.0041, 10))]},
+            {"name": "cnn-run", "revs": [node("b" * 40, "cnn-run", 0.994, arch="cnn", seconds=153.0,
+                                              replicates=(0.9931, 0.0008, 3))]},
             {"name": "fashion", "revs": [node("c" * 40, "fashion", 0.91, arch="cnn", dataset="fashion-mnist")]},
         ]),
     ]
     found = leaderboard.runs(shown)
-    assert [r["name"] for r in found] == ["main", "cnn-run", "fashion"]  # the workspace is not a run
+    assert [r["name"] for r in found] == ["main", "lucky", "cnn-run", "fashion"]  # the workspace is not a run
     table = leaderboard.markdown([leaderboard.row(r) for r in found]).splitlines()
     assert table[0].startswith("| experiment | dataset | model |")
     assert table[2].startswith("| cnn-run (bbbbbbb) | mnist | cnn 32-64 + 128-64 |")
-    assert "| 0.9940 | 0.9930 | 109,386 | 153.0 (1 thr) | 0.031 |" in table[2]
-    assert table[3].startswith("| main (aaaaaaa) | mnist | mlp 128-64 | 11 ep, batch 64, lr 0.001 |")
-    assert table[4].startswith("| fashion (ccccccc) | fashion-mnist |")
+    assert "| 0.9931 ± 0.0008 (3) | 0.9940 | 0.9930 | 109,386 | 153.0 (1 thr) | 0.031 |" in table[2]
+    assert table[3].startswith("| main (aaaaaaa) | mnist | mlp 128-64 | 11 ep, batch 64, lr 0.001 | 0.9766 ± 0.0023 (10) |")
+    assert table[4].startswith("| lucky (eeeeeee) |")
+    assert table[5].startswith("| fashion (ccccccc) | fashion-mnist |") and "| - | 0.9100 |" in table[5]
 
 
 def test_a_run_from_before_the_time_files_shows_dashes():
     run = node("d" * 40, "old", 0.97)
     del run["data"]["metrics"]["metrics/time/train.json"]
     row = leaderboard.row(leaderboard.runs([run])[0])
-    assert row["training time (s)"] == "-" and row["test accuracy"] == "0.9700"
+    assert row["training time (s)"] == "-" and row["single model"] == "0.9700"
+    assert row["test accuracy, mean ± sd (n seeds)"] == "-"  # from before the replicates stage
 
 
 def test_grid_refuses_a_repository_without_a_commit(tmp_path, monkeypatch):

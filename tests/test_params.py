@@ -17,7 +17,7 @@ def repo_params_text() -> str:
 def with_value(text: str, key: str, value: str) -> str:
     """params.yaml text with `key` (e.g. train.lr) set to the literal YAML `value`."""
     section, name = key.split(".")
-    pattern = rf"(?m)^({section}:\n(?:  .*\n)*?  {name}:) [^#\n]*"
+    pattern = rf"(?m)^({section}:[^\n]*\n(?:  .*\n)*?  {name}:) [^#\n]*"
     new, count = re.subn(pattern, rf"\g<1> {value} ", text)
     assert count == 1, key
     return new
@@ -82,6 +82,19 @@ def test_integer_accepted_where_a_float_is_expected(tmp_path):
     ("prepare.dataset", "cifar10", r"prepare\.dataset = 'cifar10': must be one of mnist, fashion-mnist, kmnist"),
     ("train.augment_shift", "-1", r"train\.augment_shift = -1\.0: must be >= 0"),
     ("train.augment_rotate", "90", r"train\.augment_rotate = 90\.0: must be <= 45"),
+    ("replicates.n", "0", r"replicates\.n = 0: must be >= 2"),
+    ("replicates.n", "-3", r"replicates\.n = -3: must be >= 2"),
+    ("replicates.n", "1", r"replicates\.n = 1: must be >= 2"),  # no spread from one seed
+    ("replicates.n", "2.5", r"replicates\.n = 2\.5: must be an integer"),
+    ("replicates.n", "ten", r"replicates\.n = 'ten': must be an integer"),
+    ("replicates.threads", "0", r"replicates\.threads = 0: must be >= 1"),
+    ("train.seed", "9223372036854775808", r"train\.seed = 9223372036854775808: must be <= 9223372036854775807"),
+    ("train.seed", "9223372036854775800",
+     r"train\.seed = 9223372036854775800 with replicates\.n = 10 needs seeds up to 9223372036854775809, "
+     r"past the largest seed 9223372036854775807; lower train\.seed"),
+    ("check.significance", "0", r"check\.significance = 0\.0: must be > 0"),
+    ("check.significance", "0.9", r"check\.significance = 0\.9: must be <= 0\.5"),
+    ("check.min_drop", "-0.001", r"check\.min_drop = -0\.001: must be >= 0"),
 ])
 def test_bad_value_names_key_value_and_rule(tmp_path, key, literal, message):
     with pytest.raises(ParamsError, match=message) as err:

@@ -24,8 +24,9 @@ TRACKED = ["dvc.yaml", "params.yaml", ".dvcignore", "stages", "mnistbench"]
 OUTPUTS = ["data/prepared/train.pt", "data/prepared/val.pt", "data/prepared/test.pt", "models/model.pt",
            "metrics/train.json", "metrics/run_info.json", "metrics/test.json", "metrics/per_class.json", "plots/history.csv",
            "plots/predictions.csv", "plots/confusion_matrix.png", "plots/classification_report.png",
-           "plots/misclassified.png"]
-MEASURED = ["metrics/time/train.json", "metrics/time/evaluate.json"]  # times: never the same twice
+           "plots/misclassified.png", "metrics/replicates.json", "plots/replicates.csv",
+           "metrics/replicates_run_info.json"]
+MEASURED = ["metrics/time/train.json", "metrics/time/evaluate.json", "metrics/time/replicates.json"]  # times: never the same twice
 
 
 def sh(repo: Path, env: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -63,7 +64,7 @@ def repo(tmp_path_factory):
         "files": {f.name: {"md5": f.md5, "sha256": f.sha256} for f in pinned}}
         for name, pinned in (("mnist", files), ("fashion-mnist", fashion))}))
     set_params(repo / "params.yaml", prepare__val_size=50, train__epochs=2, train__device="cpu",
-               evaluate__misclassified_shown=5)
+               evaluate__misclassified_shown=5, replicates__n=3, replicates__threads=1)
 
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
                DATA_MIRROR=str(mirror), DVC_NO_ANALYTICS="1", GIT_CONFIG_NOSYSTEM="1")
@@ -80,7 +81,7 @@ def repo(tmp_path_factory):
 
 def test_repro_runs_all_stages_and_writes_every_output(repo):
     path, _, first = repo
-    for stage in ("prepare", "train", "evaluate"):
+    for stage in ("prepare", "train", "evaluate", "replicates"):
         assert f"Running stage '{stage}'" in first.stdout
     missing = [out for out in OUTPUTS + MEASURED if not (path / out).is_file()]
     assert not missing
@@ -93,6 +94,13 @@ def test_repro_runs_all_stages_and_writes_every_output(repo):
     assert json.loads((path / "metrics/train.json").read_text())["parameters"] == 109_386
     assert json.loads((path / "metrics/time/train.json").read_text())["train_seconds"] > 0
     assert json.loads((path / "metrics/time/evaluate.json").read_text())["latency_ms_per_image"] > 0
+    summary = json.loads((path / "metrics/replicates.json").read_text())
+    assert summary["seeds"] == {"first": 0, "last": 2} and summary["accuracy"]["n"] == 3
+    per_seed = (path / "plots/replicates.csv").read_text().splitlines()
+    assert per_seed[0] == "seed,accuracy,macro_f1,loss" and [r.split(",")[0] for r in per_seed[1:]] == ["0", "1", "2"]
+    accuracies = [float(r.split(",")[1]) for r in per_seed[1:]]
+    assert summary["accuracy"]["mean"] == pytest.approx(sum(accuracies) / 3, abs=1e-6)
+    assert summary["accuracy"]["min"] == min(accuracies) > 0.5
 
 
 def test_nothing_reruns_when_nothing_changed(repo):
@@ -102,18 +110,28 @@ def test_nothing_reruns_when_nothing_changed(repo):
     assert "Running stage" not in again.stdout
 
 
-def test_exp_run_with_a_new_lr_reruns_train_and_evaluate_only(repo):
+def test_exp_run_with_a_new_lr_reruns_train_evaluate_and_replicates_only(repo):
     path, env, _ = repo
     sh(path, env, "git", "add", "-A")
     sh(path, env, "git", "commit", "-qm", "baseline")
     exp = sh(path, env, "dvc", "exp", "run", "-S", "train.lr=0.01")
-    assert "Running stage 'train'" in exp.stdout and "Running stage 'evaluate'" in exp.stdout
+    for stage in ("train", "evaluate", "replicates"):
+        assert f"Running stage '{stage}'" in exp.stdout
     assert "Running stage 'prepare'" not in exp.stdout
     params = json.loads(sh(path, env, "dvc", "params", "diff", "--json").stdout)
     lr = params["params.yaml"]["train.lr"]
     assert (lr["old"], lr["new"]) == (0.001, 0.01)
-    metrics = json.loads(sh(path, env, "dvc", "metrics", "diff", "--json").stdout)
-    assert {"metrics/test.json", "metrics/train.json"} <= set(metrics)
+    metrics = json.loads(sh(path, env, "dvc", "metrics", "diff", "--json", "--all").stdout)
+    assert {"metrics/test.json", "metrics/train.json", "metrics/replicates.json"} <= set(metrics)
+    assert "accuracy.mean" in metrics["metrics/replicates.json"]
+
+
+def test_exp_run_of_the_replicates_alone_leaves_the_single_model_as_it_was(repo):
+    path, env, _ = repo
+    exp = sh(path, env, "dvc", "exp", "run", "-S", "replicates.n=4")
+    assert "Running stage 'replicates'" in exp.stdout
+    assert "Running stage 'train'" not in exp.stdout and "Running stage 'evaluate'" not in exp.stdout
+    assert json.loads((path / "metrics/replicates.json").read_text())["accuracy"]["n"] == 4
 
 
 def test_exp_run_on_another_dataset_reruns_every_stage_with_its_class_names(repo):
@@ -142,8 +160,9 @@ def test_grid_runs_every_combination_in_turn_then_puts_the_workspace_back(repo):
 
     board = sh(path, env, sys.executable, "-m", "mnistbench.leaderboard", "--output", "board.md").stdout
     rows = [line for line in board.splitlines() if line.startswith("| ") and "experiment" not in line]
-    # the baseline commit, the two grid runs and the lr and dataset experiments before them
-    assert len(rows) == 5, board
+    # the baseline commit, the two grid runs and the lr, replicates.n and dataset experiments before them
+    assert len(rows) == 6, board
+    assert all(" ± " in r for r in rows)  # the replicates' mean ± sd (n) beside the single model
     assert sum("1 ep, batch 64, lr 0.02" in r for r in rows) == 1 and sum("lr 0.03" in r for r in rows) == 1
     assert sum("| fashion-mnist |" in r for r in rows) == 1 and all("| 109,386 |" in r for r in rows)
     assert (path / "board.md").read_text() == board

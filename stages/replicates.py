@@ -1,0 +1,61 @@
+"""Stage replicates: the configured model on n seeds, each scored on the test set.
+
+    dvc repro replicates    # or: python -m stages.replicates --data data/prepared \
+                            #        --summary metrics/replicates.json --per-seed plots/replicates.csv ...
+
+Seeds train.seed .. train.seed + replicates.n - 1, everything else as the train stage (the seeds
+of an MLP train together: mnistbench/replicates.py). Writes the per-seed test accuracy, macro-F1
+and loss, and their summary (n, mean, sd, min, max, 95% CI of the mean): what the gate compares.
+Everything it writes is reproducible to the byte except --time, the measured time.
+"""
+
+import argparse
+import time
+from pathlib import Path
+
+from mnistbench import evaluate as ev
+from mnistbench.cli import run_stage
+from mnistbench.files import write_json, write_text
+from mnistbench.params import load_params
+from mnistbench.replicates import fit_replicates, seed_block, summarize
+from mnistbench.train import EVAL_BATCH_SIZE, configure_torch, load_normalized, run_info
+
+SCORES = ("accuracy", "macro_f1", "loss")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="folder holding train.pt, val.pt and test.pt")
+    parser.add_argument("--summary", type=Path, required=True, help="summary metrics JSON to write")
+    parser.add_argument("--per-seed", type=Path, required=True, help="per-seed CSV to write")
+    parser.add_argument("--run-info", type=Path, required=True, help="environment record (JSON) to write")
+    parser.add_argument("--time", type=Path, required=True, help="measured time (JSON) to write")
+    args = parser.parse_args()
+    params = load_params()
+    mean, std = params.train.normalize_mean, params.train.normalize_std
+    device = configure_torch(params.replicates.threads, params.train.device)
+    seeds = seed_block(params.train, params.replicates.n)
+
+    train, val, (x_test, y_test) = (load_normalized(args.data / f"{split}.pt", mean, std, device)
+                                    for split in ("train", "val", "test"))
+    started = time.perf_counter()
+    models = fit_replicates(params.model, params.train, seeds, train, val, device)
+    seconds = time.perf_counter() - started
+    y_true = y_test.cpu().numpy()
+    rows = [ev.score(y_true, ev.predict_logits(model, x_test, EVAL_BATCH_SIZE).cpu())[0] for model in models]
+
+    write_json(args.summary, {key: summarize([row[key] for row in rows]) for key in SCORES}
+               | {"seeds": {"first": seeds[0], "last": seeds[-1]}})
+    write_text(args.per_seed, "seed," + ",".join(SCORES) + "\n" + "".join(
+        f"{seed}," + ",".join(f"{row[key]:.6f}" for key in SCORES) + "\n" for seed, row in zip(seeds, rows)))
+    write_json(args.run_info, run_info(device))
+    write_json(args.time, {"train_seconds": round(seconds, 2), "seeds": len(seeds),
+                           "device": device.type, "threads": params.replicates.threads})
+    accuracy = [row["accuracy"] for row in rows]
+    summary = summarize(accuracy)
+    print(f"replicates: test accuracy {summary['mean']:.4f} ± {summary['sd']:.4f} (mean ± sd of {len(seeds)} seeds, "
+          f"{summary['min']:.4f}-{summary['max']:.4f}); {seconds:.1f} s of training")
+
+
+if __name__ == "__main__":
+    run_stage("replicates", main)
