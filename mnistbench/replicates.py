@@ -1,8 +1,9 @@
 """The configured model trained on n seeds at once: accuracy as a distribution, not one draw.
 
     seeds = seed_block(params.train, params.replicates.n)       # train.seed .. train.seed + n - 1
-    models = fit_replicates(params.model, params.train, seeds, train, device)   # one model per seed
-    summary = summarize([0.9800, 0.9791, ...])                   # n, mean, sd, min, max, 95% CI
+    models = fit_replicates(params.model, params.train, seeds, train, val, device)  # one per seed
+    rows = score_all(models, test)                             # [{"accuracy", "macro_f1", "loss"}, ...]
+    summary = summarize([row["accuracy"] for row in rows])       # n, mean, sd, min, max, 95% CI
 
 Every seed starts exactly where a single run with that `train.seed` starts: the same initial
 weights, the same shuffle order and augmentation draws each epoch, its own Adam state. So the n
@@ -28,10 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mnistbench import evaluate as ev
 from mnistbench.model import MLP, build_model
 from mnistbench.optim import Adam, CosineDecay
 from mnistbench.params import ModelParams, TrainParams
-from mnistbench.train import AUGMENT_SEED_OFFSET, Augment, fit
+from mnistbench.train import AUGMENT_SEED_OFFSET, EVAL_BATCH_SIZE, Augment, fit
 
 ACTIVATIONS = {"relu": torch.relu, "gelu": F.gelu, "tanh": torch.tanh}
 DECIMALS = 6  # as the evaluate stage's metrics
@@ -147,6 +149,13 @@ def fit_replicates(model_params: ModelParams, params: TrainParams, seeds: list[i
         model.load_state_dict(stacked.state_dict_of(i))
         models.append(model.eval())
     return models
+
+
+def score_all(models: list[nn.Module], test: tuple[torch.Tensor, torch.Tensor]) -> list[dict]:
+    """Each model's test accuracy, macro-F1 and loss, computed as the evaluate stage computes them."""
+    x, y = test
+    y_true = y.cpu().numpy()
+    return [ev.score(y_true, ev.predict_logits(model, x, EVAL_BATCH_SIZE).cpu())[0] for model in models]
 
 
 def summarize(values: list[float]) -> dict:

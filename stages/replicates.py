@@ -13,12 +13,11 @@ import argparse
 import time
 from pathlib import Path
 
-from mnistbench import evaluate as ev
 from mnistbench.cli import run_stage
 from mnistbench.files import write_json, write_text
 from mnistbench.params import load_params
-from mnistbench.replicates import fit_replicates, seed_block, summarize
-from mnistbench.train import EVAL_BATCH_SIZE, configure_torch, load_normalized, run_info
+from mnistbench.replicates import fit_replicates, seed_block, summarize, score_all
+from mnistbench.train import configure_torch, load_normalized, run_info
 
 SCORES = ("accuracy", "macro_f1", "loss")
 
@@ -36,25 +35,23 @@ def main() -> None:
     device = configure_torch(params.replicates.threads, params.train.device)
     seeds = seed_block(params.train, params.replicates.n)
 
-    train, val, (x_test, y_test) = (load_normalized(args.data / f"{split}.pt", mean, std, device)
-                                    for split in ("train", "val", "test"))
+    train, val, test = (load_normalized(args.data / f"{split}.pt", mean, std, device)
+                        for split in ("train", "val", "test"))
     started = time.perf_counter()
     models = fit_replicates(params.model, params.train, seeds, train, val, device)
     seconds = time.perf_counter() - started
-    y_true = y_test.cpu().numpy()
-    rows = [ev.score(y_true, ev.predict_logits(model, x_test, EVAL_BATCH_SIZE).cpu())[0] for model in models]
+    rows = score_all(models, test)
 
-    write_json(args.summary, {key: summarize([row[key] for row in rows]) for key in SCORES}
-               | {"seeds": {"first": seeds[0], "last": seeds[-1]}})
+    summary = {key: summarize([row[key] for row in rows]) for key in SCORES}
+    write_json(args.summary, summary | {"seeds": {"first": seeds[0], "last": seeds[-1]}})
     write_text(args.per_seed, "seed," + ",".join(SCORES) + "\n" + "".join(
         f"{seed}," + ",".join(f"{row[key]:.6f}" for key in SCORES) + "\n" for seed, row in zip(seeds, rows)))
     write_json(args.run_info, run_info(device))
     write_json(args.time, {"train_seconds": round(seconds, 2), "seeds": len(seeds),
                            "device": device.type, "threads": params.replicates.threads})
-    accuracy = [row["accuracy"] for row in rows]
-    summary = summarize(accuracy)
-    print(f"replicates: test accuracy {summary['mean']:.4f} ± {summary['sd']:.4f} (mean ± sd of {len(seeds)} seeds, "
-          f"{summary['min']:.4f}-{summary['max']:.4f}); {seconds:.1f} s of training")
+    accuracy = summary["accuracy"]
+    print(f"replicates: test accuracy {accuracy['mean']:.4f} ± {accuracy['sd']:.4f} (mean ± sd of {len(seeds)} seeds, "
+          f"{accuracy['min']:.4f}-{accuracy['max']:.4f}); {seconds:.1f} s of training")
 
 
 if __name__ == "__main__":
