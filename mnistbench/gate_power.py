@@ -50,9 +50,10 @@ def override(params: Params, assignment: str) -> Params:
     return dataclasses.replace(params, **{section: dataclasses.replace(getattr(params, section), **{name: new})})
 
 
-def pool(params: Params, size: int, data: Path, cache: dict, label: str, device) -> list[float]:
-    """Test accuracy of seeds POOL_FIRST_SEED .. + size - 1 of this configuration, trained as needed."""
-    done = cache.setdefault(label, {})
+def pool(params: Params, size: int, data: Path, cache: dict, key: str, label: str, device) -> list[float]:
+    """Test accuracy of seeds POOL_FIRST_SEED .. + size - 1 of this configuration (cached under
+    `key`), trained as needed."""
+    done = cache.setdefault(key, {})
     missing = [s for s in range(POOL_FIRST_SEED, POOL_FIRST_SEED + size) if str(s) not in done]
     if missing:
         mean, std = params.train.normalize_mean, params.train.normalize_std
@@ -113,13 +114,14 @@ def main() -> None:
         return json.dumps({"model": dataclasses.asdict(p.model), "train": dataclasses.asdict(p.train) | {"seed": None},
                            "dataset": p.prepare.dataset, "threads": torch.get_num_threads()}, sort_keys=True)
 
-    base = pool(params, args.pool, args.data, cache, key(params), device)
+    base = pool(params, args.pool, args.data, cache, key(params), "params.yaml", device)
     write_json(args.cache, cache)
     rng = random.Random(0)
     rows = [("the same configuration, another seed block (neutral)", base, None)]
     for assignment in args.regression or DEFAULT_REGRESSIONS:
         changed = override(params, assignment)
-        rows.append((f"`{assignment}`", pool(changed, args.regression_pool, args.data, cache, key(changed), device), True))
+        rows.append((f"`{assignment}`", pool(changed, args.regression_pool, args.data, cache, key(changed), assignment, device),
+                     True))
         write_json(args.cache, cache)
 
     lines = [f"Gate: one-sided Welch t-test at {rules.significance:g}, minimum drop {rules.min_drop:g}, floor "
