@@ -101,10 +101,13 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("data/prepared"))
     parser.add_argument("--cache", type=Path, default=Path(".cache/gate_power.json"))
     parser.add_argument("--threads", type=int, help="torch threads (default: replicates.threads)")
+    parser.add_argument("--significance", type=float, help="the gate's level to replay (default: check.significance)")
     parser.add_argument("--output", type=Path, help="also write the Markdown table here")
     args = parser.parse_args()
     params = load_params()
     n, rules = params.replicates.n, params.check
+    if args.significance is not None:
+        rules = dataclasses.replace(rules, significance=args.significance)
     if args.pool < 2 * n or args.regression_pool < n:
         parser.error(f"--pool must be at least 2 x replicates.n = {2 * n}, --regression-pool at least {n}")
     device = configure_torch(args.threads or params.replicates.threads, params.train.device)
