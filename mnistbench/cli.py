@@ -1,4 +1,8 @@
-"""Stage entry-point wrapper: a user's mistake becomes one line on stderr, not a traceback."""
+"""Stage entry-point wrapper: a user's mistake becomes one line on stderr, not a traceback.
+
+Under `dvc repro` and `dvc exp run`, DVC deletes a stage's outputs before it runs the stage, so a
+stage that fails or is interrupted there also says how to bring the previous results back.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,49 @@ import os
 import sys
 from typing import Callable
 
-from mnistbench.data import DataError
-from mnistbench.files import FileFormatError
 from mnistbench.params import ParamsError
 
+# The errors a user can cause, by the module that defines them. They are looked up when an error
+# arrives, not imported here: importing data or files would load torch (2 s) into `validate`,
+# which runs before every changed pipeline, and a module never imported cannot have raised.
+USER_ERRORS = {"mnistbench.data": "DataError", "mnistbench.files": "FileFormatError"}
 
-def run_stage(name: str, main: Callable[[], None]) -> None:
-    """Run a stage's main() as the whole process, and end the process when it returns."""
+# Brings back the last committed results: the lock and the uncached metrics and plots from git,
+# then the cached outputs (models/, data/) that the lock names, from DVC's cache. params.yaml is
+# left as it is.
+RESTORE = "git checkout HEAD -- dvc.lock metrics plots && dvc checkout"
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    loaded = (getattr(sys.modules[module], name) for module, name in USER_ERRORS.items() if module in sys.modules)
+    return (ParamsError, *loaded)
+
+
+def run_stage(name: str, main: Callable[[], None], outputs_kept: bool = False) -> None:
+    """Run a stage's main() as the whole process, and end the process when it returns.
+
+    outputs_kept: the stage's outputs are `persist: true` in dvc.yaml, so DVC never deletes them.
+    """
+    try:
+        _run(name, main)
+    except BaseException as e:
+        failed = not isinstance(e, SystemExit) or e.code not in (0, None)
+        if failed and os.environ.get("DVC_STAGE") and not outputs_kept:  # DVC sets it for each stage it runs
+            print(f"{name}: DVC deleted this stage's previous outputs before running it; "
+                  f"`{RESTORE}` brings back the last committed results", file=sys.stderr)
+        raise
+    # Every output is complete on disk by now (files.write_bytes: fsync, then rename). Skip the
+    # interpreter's teardown, which with torch loaded takes 0.6 s of each stage's run here, and
+    # 1.0 s with torchvision (`python -c "import torch"`: 2.0 s; with os._exit(0): 1.4 s).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def _run(name: str, main: Callable[[], None]) -> None:
     try:
         main()
-    except (ParamsError, DataError, FileFormatError) as e:
+    except _user_errors() as e:
         print(f"{name}: error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
     except KeyboardInterrupt:
@@ -25,9 +62,3 @@ def run_stage(name: str, main: Callable[[], None]) -> None:
     except OSError as e:  # disk full, read-only folder, permissions: the user's to fix, not our bug
         print(f"{name}: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
         raise SystemExit(1) from None
-    # Every output is complete on disk by now (files.write_bytes: fsync, then rename). Skip the
-    # interpreter's teardown, which with torch loaded takes 0.6 s of each stage's run here, and
-    # 1.0 s with torchvision (`python -c "import torch"`: 2.0 s; with os._exit(0): 1.4 s).
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)

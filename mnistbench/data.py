@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from mnistbench.files import FileFormatError, load_tensors, save_tensors
+from mnistbench.params import check_val_size
 
 DATASETS_FILE = Path(__file__).with_name("datasets.json")
 IMAGE_SIZE = 28
@@ -63,12 +64,6 @@ def pinned(dataset: str = "mnist", manifest: Path = DATASETS_FILE) -> Dataset:
 
 # Each dataset's torchvision class: its canonical mirrors, and the folder under the root it reads.
 TORCHVISION_CLASSES = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "kmnist": "KMNIST"}
-
-
-def check_val_size(val_size: int, train_size: int) -> None:
-    if not 0 < val_size < train_size:
-        raise DataError(f"prepare.val_size = {val_size}: must be between 1 and {train_size - 1} "
-                        f"(the training set has {train_size} images)")
 
 
 def check_sizes(dataset: Dataset, train_labels: torch.Tensor, test_labels: torch.Tensor) -> None:

@@ -125,6 +125,14 @@ def section(cls, tree, name: str, source: str):
     return _build(cls, tree, prefix=name + ".", path=source)
 
 
+def check_val_size(val_size: int, train_size: int) -> None:
+    """prepare.val_size against the training set's size, which params.yaml alone cannot bound: the
+    size is the dataset's (datasets.json). Here, not in data.py, so `stages.validate` needs no torch."""
+    if not 0 < val_size < train_size:
+        raise ParamsError(f"prepare.val_size = {val_size}: must be between 1 and {train_size - 1} "
+                          f"(the training set has {train_size} images)")
+
+
 def _build(cls, tree, prefix: str, path: str):
     where = prefix.rstrip(".") or "the top level"
     if not isinstance(tree, dict):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mnistbench import data
 from mnistbench.cli import run_stage
-from mnistbench.params import load_params
+from mnistbench.params import check_val_size, load_params
 
 
 def main() -> None:
@@ -25,7 +25,7 @@ def main() -> None:
     params = load_params().prepare
 
     dataset = data.pinned(params.dataset)
-    data.check_val_size(params.val_size, dataset.train_size)  # before any download
+    check_val_size(params.val_size, dataset.train_size)  # before any download
     mirrors = data.parse_mirrors(os.environ.get("DATA_MIRROR"))
     with tempfile.TemporaryDirectory(prefix=f"{dataset.name}-raw-") as workdir:
         train_images, train_labels, test_images, test_labels = data.fetch(Path(workdir), mirrors, dataset.files,

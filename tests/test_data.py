@@ -15,6 +15,7 @@ import torchvision
 from conftest import ROOT, synthetic_digits, write_mirror
 from mnistbench import data
 from mnistbench.files import FileFormatError, save_tensors
+from mnistbench.params import ParamsError, check_val_size
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist", "kmnist"])
@@ -193,8 +194,8 @@ def test_declared_sizes_are_checked():
     dataset = data.Dataset("mnist", train_size=60_000, test_size=10_000, files=())
     with pytest.raises(data.DataError, match="parsed 300 training and 100 test images, datasets.json declares 60000"):
         data.check_sizes(dataset, torch.zeros(300), torch.zeros(100))
-    with pytest.raises(data.DataError, match=r"prepare\.val_size = 60000: must be between 1 and 59999"):
-        data.check_val_size(60_000, dataset.train_size)
+    with pytest.raises(ParamsError, match=r"prepare\.val_size = 60000: must be between 1 and 59999"):
+        check_val_size(60_000, dataset.train_size)
 
 
 def test_checksums_are_never_skipped(tmp_path, mirror):
@@ -235,7 +236,7 @@ def test_split_is_seeded_disjoint_and_complete():
 @pytest.mark.parametrize("val_size", [0, 100, 101])
 def test_split_refuses_a_validation_set_as_large_as_the_training_set(val_size):
     images, labels = synthetic_digits(100, seed=3)
-    with pytest.raises(data.DataError, match=r"prepare\.val_size"):
+    with pytest.raises(ParamsError, match=r"prepare\.val_size"):
         data.split(images, labels, val_size=val_size, seed=0)
 
 

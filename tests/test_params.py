@@ -160,3 +160,23 @@ def test_a_validation_set_as_large_as_the_training_set_stops_prepare_before_any_
     assert result.stderr.strip().splitlines() == [
         "prepare: error: prepare.val_size = 60000: must be between 1 and 59999 (the training set has 60000 images)"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_validate_stage_writes_the_same_bytes_for_any_valid_params_and_loads_no_torch(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    command = [sys.executable, "-X", "importtime", "-m", "stages.validate", "--out", "data/params.ok"]
+    written = []
+    for lr in ("0.001", "0.01"):
+        (tmp_path / "params.yaml").write_text(with_value(repo_params_text(), "train.lr", lr))
+        result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert not re.search(r"\|\s+torch$", result.stderr, re.MULTILINE)  # -X importtime lists every import
+        written.append((tmp_path / "data/params.ok").read_bytes())
+    assert written[0] == written[1]  # so a change of params never reruns a stage through this file
+
+    (tmp_path / "params.yaml").write_text(with_value(repo_params_text(), "train.epochs", "0"))
+    result = subprocess.run(command[:1] + command[3:], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == ["validate: error: params.yaml: train.epochs = 0: must be >= 1"]
+    assert (tmp_path / "data/params.ok").read_bytes() == written[0]
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["params.ok"]  # no temp file left
