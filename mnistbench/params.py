@@ -75,7 +75,7 @@ class EvaluateParams:
 @dataclass(frozen=True)
 class ReplicatesParams:
     n: int = _spec("seeds trained by the replicates stage: train.seed, train.seed + 1, ...", min=2, max=1000)
-    threads: int = _spec("torch CPU threads of the replicates stage (its own: the batched run is faster on 2)", min=1)
+    threads: int = _spec("torch CPU threads of the replicates stage (its own: the thread count can change the bits)", min=1)
 
 
 @dataclass(frozen=True)
