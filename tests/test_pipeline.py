@@ -214,17 +214,23 @@ def test_push_and_pull_restore_data_and_model_without_rerunning(repo, tmp_path):
     assert "Data and pipelines are up to date." in sh(path, env, "dvc", "status").stdout
 
 
+def repro_until_training(path: Path, env: dict) -> subprocess.Popen:
+    """`dvc repro` in its own process group, returned once a stage prints its first epoch."""
+    process = subprocess.Popen(["dvc", "repro"], cwd=path, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    for line in process.stdout:
+        if line.startswith("epoch"):
+            break
+    return process
+
+
 def test_a_killed_repro_is_followed_by_a_clean_one_with_the_same_bytes(repo):
     path, env, _ = repo
     before = {out: (path / out).read_bytes() for out in OUTPUTS}
     lock = (path / "dvc.lock").read_text()
     params = (path / "params.yaml").read_text()
     set_params(path / "params.yaml", train__epochs=100_000)  # runs until killed
-    process = subprocess.Popen(["dvc", "repro"], cwd=path, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    for line in process.stdout:
-        if line.startswith("epoch"):
-            break
+    process = repro_until_training(path, env)
     os.killpg(process.pid, signal.SIGKILL)  # dvc and the stage under it, mid-training
     process.wait(timeout=30)
     assert not (path / "models/model.pt").exists()  # DVC removed it; the killed stage wrote none
@@ -252,11 +258,7 @@ def test_an_interrupted_stage_says_the_command_that_brings_the_previous_results_
     before = workspace_bytes(path)
     params = (path / "params.yaml").read_text()
     set_params(path / "params.yaml", train__epochs=100_000)  # runs until interrupted
-    process = subprocess.Popen(["dvc", "repro"], cwd=path, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    for line in process.stdout:
-        if line.startswith("epoch"):
-            break
+    process = repro_until_training(path, env)
     os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the terminal signals dvc and the stage under it
     output = process.communicate(timeout=60)[0]
     assert process.returncode != 0
