@@ -33,7 +33,7 @@ from mnistbench import evaluate as ev
 from mnistbench.model import MLP, build_model
 from mnistbench.optim import Adam, CosineDecay
 from mnistbench.params import ModelParams, TrainParams
-from mnistbench.train import AUGMENT_SEED_OFFSET, EVAL_BATCH_SIZE, Augment, fit
+from mnistbench.train import EVAL_BATCH_SIZE, augmentation, fit
 
 ACTIVATIONS = {"relu": torch.relu, "gelu": F.gelu, "tanh": torch.tanh}
 DECIMALS = 6  # as the evaluate stage's metrics
@@ -101,11 +101,8 @@ def fit_stacked(model_params: ModelParams, params: TrainParams, seeds: list[int]
     steps_per_epoch = -(-n // params.batch_size)
     scheduler = CosineDecay(optimizer, params.epochs * steps_per_epoch) if params.schedule == "cosine" else None
     generators = [torch.Generator().manual_seed(seed) for seed in seeds]  # CPU: each seed's own shuffle
-    augments = None
-    if params.augment_shift > 0 or params.augment_rotate > 0:
-        background = (0.0 - params.normalize_mean) / params.normalize_std
-        augments = [Augment(params.augment_shift, params.augment_rotate, background, seed + AUGMENT_SEED_OFFSET)
-                    for seed in seeds]
+    augments = [augmentation(params, seed) for seed in seeds]  # each seed's own stream, as its single run
+    augments = augments if augments[0] is not None else None
     stacked.train()
     for epoch in range(1, params.epochs + 1):
         order = torch.stack([torch.randperm(n, generator=g) for g in generators]).to(device)  # (S, N)

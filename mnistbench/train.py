@@ -160,11 +160,15 @@ def setup(model_params: ModelParams, params: TrainParams, device: torch.device, 
     if params.schedule == "cosine":  # from lr down to 0 over every step of the run
         scheduler = CosineDecay(optimizer, total_steps=params.epochs * -(-train_size // params.batch_size))
     generator = torch.Generator().manual_seed(params.seed)  # CPU: same order on every device
-    augment = None
-    if params.augment_shift > 0 or params.augment_rotate > 0:
-        background = (0.0 - params.normalize_mean) / params.normalize_std  # a black pixel, normalized
-        augment = Augment(params.augment_shift, params.augment_rotate, background, params.seed + AUGMENT_SEED_OFFSET)
-    return Run(model, optimizer, scheduler, generator, augment)
+    return Run(model, optimizer, scheduler, generator, augmentation(params, params.seed))
+
+
+def augmentation(params: TrainParams, seed: int) -> Augment | None:
+    """The run's augmentation, on its own stream seeded from `seed`; None when switched off."""
+    if params.augment_shift == 0 and params.augment_rotate == 0:
+        return None
+    background = (0.0 - params.normalize_mean) / params.normalize_std  # a black pixel, normalized
+    return Augment(params.augment_shift, params.augment_rotate, background, seed + AUGMENT_SEED_OFFSET)
 
 
 def fit(model_params: ModelParams, params: TrainParams, train: tuple[torch.Tensor, torch.Tensor],
