@@ -1,13 +1,18 @@
 """Library behind the DVC stages in stages/ and the commands `python -m mnistbench.<check|sweep|bench|predict>`.
 
-Importing it pins the CPU code paths that change float results, before torch loads: ATen's
-vectorized kernels and MKL's GEMM both take their AVX2 path, so any x86-64 CPU with AVX2 or newer
-(AVX-512 included) computes the same bits. Measured here: AVX-512 vs AVX2 ATen kernels gave
-different weights; the pinned paths cost no speed (0.73 s/epoch pinned, 0.75 s AVX-512). A value already in the
-environment wins, and metrics/run_info.json records what was used.
+Importing it pins, before torch loads, the CPU code paths that change float results, so that any
+x86-64 CPU with AVX2 or newer, Intel or AMD, AVX-512 included, computes the same bits:
+  ATEN_CPU_CAPABILITY=avx2   ATen's vectorized kernels (AVX-512 ones gave other weights; same speed);
+  ONEDNN_MAX_CPU_ISA=AVX2    oneDNN's kernels: the CNN's convolutions and the large linear layers
+                             (mnistbench/linear.py), which would take AVX-512 or AMX code where present;
+  MKL_CBWR=COMPATIBLE        MKL's GEMM, which the small linear layers use: AVX2 is not enough,
+                             since MKL ignores the branch on AMD CPUs and runs other kernels there than
+                             on Intel ones (mnistbench/linear.py has the measurements).
+A value already in the environment wins, and metrics/run_info.json records what was used.
 """
 
 import os
 
 os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx2")
-os.environ.setdefault("MKL_CBWR", "AVX2")
+os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
+os.environ.setdefault("MKL_CBWR", "COMPATIBLE")

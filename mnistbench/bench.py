@@ -10,7 +10,11 @@ count (train.threads, or --threads), and are scored on the 10,000 test images:
   (a) the seed's loop: torchvision MNIST with ToTensor() + Normalize() per sample, through
       DataLoader(batch_size=64, shuffle=True), plain Adam, loss.item() every step;
   (b) this project's step (mnistbench.train): the data as one tensor, index_select batches of a
-      seeded permutation, fused Adam, no per-step host sync.
+      seeded permutation, fused Adam, no per-step host sync;
+  (b') the same step on the fastest kernels, which are not portable: MKL's AVX2 GEMM for every
+      linear layer (MKL_CBWR=AVX2, no oneDNN), as before issue 12. MKL runs other kernels on AMD
+      than on Intel there, so its bytes depend on the CPU's vendor (mnistbench/linear.py); (b)
+      gives the same bytes on both, and this row is what that costs.
 Each measurement runs in a fresh process, so peak memory (max RSS, imports included) is its own.
 Per-epoch times are medians over the epochs after the first (warm-up). Also reported: this
 project's time per epoch at batch 64/256/1024, total time for 1/5/10 epochs, and the fixed cost
@@ -35,7 +39,7 @@ from pathlib import Path
 
 import torch
 
-from mnistbench import data
+from mnistbench import data, linear
 from mnistbench.model import build_model
 from mnistbench.params import load_params
 from mnistbench.train import (EVAL_BATCH_SIZE, configure_torch, load_normalized, loss_and_accuracy, setup,
@@ -115,8 +119,18 @@ def worker_project(workdir: str, epochs: int, batch_size: int, threads: int) -> 
             "peak_rss_mib": _peak_rss_mib(), "imported_rss_mib": imported, "device": device.type}
 
 
-def _run(*args: str) -> dict:
-    result = subprocess.run([sys.executable, "-m", "mnistbench.bench", *args], capture_output=True, text=True)
+def worker_vendor(workdir: str, epochs: int, batch_size: int, threads: int) -> dict:
+    """(b'): (b) with every linear layer on F.linear; run with MKL_CBWR=AVX2 in the environment."""
+    linear.ONEDNN_MIN_WEIGHTS = float("inf")
+    return worker_project(workdir, epochs, batch_size, threads) | {"mkl_cbwr": os.environ.get("MKL_CBWR")}
+
+
+VENDOR_ENV = {"MKL_CBWR": "AVX2"}  # (b')'s MKL branch: read when torch loads, so set for its process
+
+
+def _run(*args: str, env: dict | None = None) -> dict:
+    result = subprocess.run([sys.executable, "-m", "mnistbench.bench", *args], capture_output=True, text=True,
+                            env={**os.environ, **env} if env else None)
     if result.returncode != 0:
         raise SystemExit(f"bench: worker {' '.join(args)} failed:\n{result.stderr[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -153,7 +167,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:  # a measurement in its own process: print one JSON line
         kind, workdir, *numbers = args.worker.split(",")
-        worker = worker_seed if kind == "seed" else worker_project
+        worker = {"seed": worker_seed, "project": worker_project, "vendor": worker_vendor}[kind]
         print(json.dumps(worker(workdir, *map(int, numbers))))
         return
 
@@ -170,6 +184,8 @@ def main() -> None:
         seed = _run("--worker", f"seed,{workdir},{SEED_EPOCHS},{threads}")
         print("bench: (b) this project, 10 epochs ...", file=sys.stderr, flush=True)
         ours = _run("--worker", f"project,{workdir},10,{batch},{threads}")
+        print("bench: (b') vendor-specific kernels, 10 epochs ...", file=sys.stderr, flush=True)
+        vendor = _run("--worker", f"vendor,{workdir},10,{batch},{threads}", env=VENDOR_ENV)
         other_threads = 2 if threads == 1 else 1
         print(f"bench: (b) at {other_threads} threads ...", file=sys.stderr, flush=True)
         ours_other = _run("--worker", f"project,{workdir},4,{batch},{other_threads}")
@@ -200,6 +216,9 @@ def main() -> None:
         f"| (b) this project: in-memory tensors, fused Adam | {ours['threads']} | {b:.3f} | {rate_b:,.0f} | "
         f"{rss(ours)} | {ours['accuracy']:.4f} after 10 epochs ({ours['device']}) |",
         f"| **(b) / (a)** | | | **{rate_b / rate_a:.1f}×** | | |",
+        f"| (b') (b) on vendor-specific kernels (MKL_CBWR={vendor['mkl_cbwr']}, no oneDNN linear): "
+        f"not portable | {vendor['threads']} | {_per_epoch(vendor):.3f} | {vendor['samples'] / _per_epoch(vendor):,.0f} | "
+        f"{rss(vendor)} | {vendor['accuracy']:.4f} after 10 epochs |",
         f"| (b) at {other_threads} thread{'s' if other_threads > 1 else ''} (against (a) at {threads}) | {other_threads} | {b_other:.3f} | {ours_other['samples'] / b_other:,.0f} | "
         f"{rss(ours_other)} | {ours_other['accuracy']:.4f} after 4 epochs |",
         "",
@@ -216,7 +235,7 @@ def main() -> None:
         f"| DVC's own check (`dvc status`, what a no-op `dvc repro` pays) | {dvc_check:.2f} |",
         *[f"| `{stage}` start-up: interpreter, imports, exit | {s:.2f} |" for stage, s in startup.items()],
         "",
-        f"Per-epoch times are medians over epochs 2-{SEED_EPOCHS} (a) and 2-10 (b); "
+        f"Per-epoch times are medians over epochs 2-{SEED_EPOCHS} (a) and 2-10 (b, b'); "
         "peak RSS includes the interpreter and torch.",
     ]
     report = "\n".join(lines) + "\n"

@@ -19,6 +19,7 @@ from torch import nn
 
 from mnistbench.data import IMAGE_SIZE, NUM_CLASSES
 from mnistbench.files import FileFormatError, load_tensors, save_tensors
+from mnistbench.linear import PortableLinear
 from mnistbench.params import ModelParams, ParamsError, as_dict, section
 
 IN_FEATURES = IMAGE_SIZE * IMAGE_SIZE  # 784
@@ -27,14 +28,15 @@ ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
 
 def dense_layers(in_features: int, hidden: tuple[int, ...], activation: str, dropout: float) -> list[nn.Module]:
-    """Linear + activation (+ dropout when > 0) per hidden width, then the 10-way output layer."""
+    """Linear + activation (+ dropout when > 0) per hidden width, then the 10-way output layer.
+    PortableLinear is an nn.Linear that gives the same bits on Intel and AMD (mnistbench/linear.py)."""
     layers, width = [], in_features
     for h in hidden:
-        layers += [nn.Linear(width, h), ACTIVATIONS[activation]()]
+        layers += [PortableLinear(width, h), ACTIVATIONS[activation]()]
         if dropout > 0:  # no module at all at 0: the seed's layer names and numbers stay as they were
             layers.append(nn.Dropout(dropout))
         width = h
-    layers.append(nn.Linear(width, NUM_CLASSES))
+    layers.append(PortableLinear(width, NUM_CLASSES))
     return layers
 
 

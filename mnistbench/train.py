@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mnistbench import linear
 from mnistbench.data import IMAGE_SIZE, load_split
 from mnistbench.model import build_model
 from mnistbench.optim import Adam, CosineDecay
@@ -42,13 +44,18 @@ def configure_torch(threads: int, device: str) -> torch.device:
 
 def run_info(device: torch.device) -> dict:
     """What decides the float bits of a run, and nothing else (no times, hosts or paths), so the
-    file is identical wherever the same bits are produced and differs where they may not be."""
+    file is identical wherever the same bits are produced and differs where they may not be.
+    Not the CPU model or vendor: with these pins Intel and AMD give the same bits (README,
+    tests/test_portable_bits.py). The torch version fixes the MKL and oneDNN versions it bundles."""
     info = {
         "torch": torch.__version__,
+        "machine": platform.machine(),  # x86_64; other architectures have other kernels
         "device": device.type,
         "threads": torch.get_num_threads(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # ATen's kernels: AVX2 unless the CPU lacks it
         "mkl_cbwr": os.environ.get("MKL_CBWR"),
+        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+        "linear": linear.describe(),
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
     }
     if device.type == "cuda":

@@ -49,7 +49,7 @@ def test_dropout_modules_only_when_asked_and_the_seeds_layer_names_kept():
         "layers.0.weight", "layers.0.bias", "layers.2.weight", "layers.2.bias", "layers.4.weight", "layers.4.bias"]
     with_dropout = build_model(model_params(dropout=0.5, activation="gelu"))
     kinds = [type(m).__name__ for m in with_dropout.layers]
-    assert kinds == ["Linear", "GELU", "Dropout", "Linear", "GELU", "Dropout", "Linear"]
+    assert kinds == ["PortableLinear", "GELU", "Dropout", "PortableLinear", "GELU", "Dropout", "PortableLinear"]
 
 
 def test_cnn_checkpoint_round_trip(tmp_path):

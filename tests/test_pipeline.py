@@ -247,6 +247,7 @@ def test_a_killed_repro_is_followed_by_a_clean_one_with_the_same_bytes(repo):
     assert not list((path / "models").glob(".*.tmp"))
     info = json.loads((path / "metrics/run_info.json").read_text())
     assert info["threads"] == 1 and info["device"] == "cpu" and info["cpu_capability"] == "AVX2"
+    assert info["mkl_cbwr"] == "COMPATIBLE" and info["onednn_max_cpu_isa"] == "AVX2" and "oneDNN" in info["linear"]
 
 
 def test_an_interrupted_stage_says_the_command_that_brings_the_previous_results_back(repo):

@@ -1,0 +1,57 @@
+"""The short training runs that tests/test_portable_bits.py repeats on several CPUs (natively and
+under qemu-x86_64): prints one JSON line, {run: sha256 of the state_dict's bytes and of the
+history}. Run as a script, from any directory: `python tests/bits_workload.py`.
+
+Small enough for emulation (about 130x slower) yet touching every kernel the default MLP and the
+CNN train and score with: two full batches of 64 and a last one of 24 (152 images), one epoch,
+validation on 40 images; the MLP at 1 and 2 threads; the CNN with channels (8, 16), which takes
+the same oneDNN kernels as the default (32, 64) at a sixteenth of the work (ONEDNN_VERBOSE=1
+lists the same implementations for both).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+sys.path[:0] = [str(TESTS.parent), str(TESTS)]
+
+import mnistbench  # noqa: E402,F401  (pins the kernels before torch loads)
+import torch  # noqa: E402
+
+from conftest import model_params, synthetic_digits  # noqa: E402
+from mnistbench.params import TrainParams  # noqa: E402
+from mnistbench.train import fit, normalize  # noqa: E402
+
+RUNS = {  # name: (model overrides, threads)
+    "mlp, 1 thread": ({}, 1),
+    "mlp, 2 threads": ({}, 2),
+    "cnn (8, 16), 1 thread": ({"arch": "cnn", "channels": (8, 16)}, 1),
+}
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def main() -> None:
+    mean, std = 0.1307, 0.3081
+    train = synthetic_digits(152, seed=1)
+    val = synthetic_digits(40, seed=2)
+    train, val = (normalize(train[0], mean, std), train[1]), (normalize(val[0], mean, std), val[1])
+    out = {}
+    for name, (overrides, threads) in RUNS.items():
+        torch.set_num_threads(threads)
+        params = TrainParams(seed=0, epochs=1, batch_size=64, lr=0.001, schedule="constant", augment_shift=0.0,
+                             augment_rotate=0.0, normalize_mean=mean, normalize_std=std, device="cpu", threads=threads)
+        model, history, _ = fit(model_params(**overrides), params, train, val, torch.device("cpu"), log=lambda _: None)
+        weights = b"".join(t.contiguous().numpy().tobytes() for t in model.state_dict().values())
+        out[name] = {"state_dict": digest(weights), "history": digest(repr(history).encode())}
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
