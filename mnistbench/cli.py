@@ -15,7 +15,8 @@ from mnistbench.params import ParamsError
 # The errors a user can cause, by the module that defines them. They are looked up when an error
 # arrives, not imported here: importing data or files would load torch (2 s) into `validate`,
 # which runs before every changed pipeline, and a module never imported cannot have raised.
-USER_ERRORS = {"mnistbench.data": "DataError", "mnistbench.files": "FileFormatError"}
+USER_ERRORS = {"mnistbench.data": "DataError", "mnistbench.files": "FileFormatError",
+               "mnistbench.replicates": "WorkerError"}
 
 # Brings back the last committed results: the lock and the uncached metrics and plots from git,
 # then the cached outputs (models/, data/) that the lock names, from DVC's cache. params.yaml is

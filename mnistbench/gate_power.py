@@ -22,23 +22,24 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import random
 import statistics
 import time
 from pathlib import Path
 
-import torch
 from scipy import stats
 
 from mnistbench.check import FAIL, Sample, decide
 from mnistbench.files import write_json, write_text
 from mnistbench.params import Params, load_params
-from mnistbench.replicates import fit_replicates, score_all
+from mnistbench import linear
+from mnistbench.replicates import fit_replicates
 from mnistbench.train import configure_torch, load_normalized
 
 DEFAULT_REGRESSIONS = ("train.epochs=3", "train.epochs=5", "model.hidden=[64,32]", "model.hidden=[32,16]")
 POOL_FIRST_SEED = 1000
-BLOCK = 10  # seeds trained together in one batched model: memory stays small
+BLOCK = 10  # seeds per fit_replicates call: the cache is saved after each
 
 
 def override(params: Params, assignment: str) -> Params:
@@ -50,20 +51,20 @@ def override(params: Params, assignment: str) -> Params:
     return dataclasses.replace(params, **{section: dataclasses.replace(getattr(params, section), **{name: new})})
 
 
-def pool(params: Params, size: int, data: Path, cache: dict, key: str, label: str, device) -> list[float]:
+def pool(params: Params, size: int, data: Path, cache: dict, key: str, label: str, device, jobs: int) -> list[float]:
     """Test accuracy of seeds POOL_FIRST_SEED .. + size - 1 of this configuration (cached under
     `key`), trained as needed."""
     done = cache.setdefault(key, {})
     missing = [s for s in range(POOL_FIRST_SEED, POOL_FIRST_SEED + size) if str(s) not in done]
     if missing:
         mean, std = params.train.normalize_mean, params.train.normalize_std
-        train, val, test = (load_normalized(data / f"{split}.pt", mean, std, device) for split in ("train", "val", "test"))
+        splits = tuple(load_normalized(data / f"{split}.pt", mean, std, device) for split in ("train", "val", "test"))
         for i in range(0, len(missing), BLOCK):
             seeds = missing[i:i + BLOCK]
             started = time.perf_counter()
-            models = fit_replicates(params.model, params.train, seeds, train, val, device, log=lambda _: None)
-            for seed, row in zip(seeds, score_all(models, test)):
-                done[str(seed)] = row["accuracy"]
+            results = fit_replicates(params.model, params.train, seeds, splits, device, jobs=jobs, log=lambda _: None)
+            for seed, (scores, _) in zip(seeds, results):
+                done[str(seed)] = scores["accuracy"]
             print(f"gate_power: {label}: seeds {seeds[0]}-{seeds[-1]} in {time.perf_counter() - started:.0f} s", flush=True)
     return [done[str(s)] for s in range(POOL_FIRST_SEED, POOL_FIRST_SEED + size)]
 
@@ -100,7 +101,7 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=200, help="gate decisions per row (default 200)")
     parser.add_argument("--data", type=Path, default=Path("data/prepared"))
     parser.add_argument("--cache", type=Path, default=Path(".cache/gate_power.json"))
-    parser.add_argument("--threads", type=int, help="torch threads (default: replicates.threads)")
+    parser.add_argument("--jobs", type=int, help="seeds trained at once (default: replicates.jobs)")
     parser.add_argument("--significance", type=float, help="the gate's level to replay (default: check.significance)")
     parser.add_argument("--output", type=Path, help="also write the Markdown table here")
     args = parser.parse_args()
@@ -110,20 +111,23 @@ def main() -> None:
         rules = dataclasses.replace(rules, significance=args.significance)
     if args.pool < 2 * n or args.regression_pool < n:
         parser.error(f"--pool must be at least 2 x replicates.n = {2 * n}, --regression-pool at least {n}")
-    device = configure_torch(args.threads or params.replicates.threads, params.train.device)
+    device = configure_torch(params.train.threads, params.train.device)
+    jobs = args.jobs or params.replicates.jobs
     cache = json.loads(args.cache.read_text()) if args.cache.is_file() else {}
 
-    def key(p: Params) -> str:  # what decides a seed's result: the model and training sections, the threads
+    def key(p: Params) -> str:  # what decides a seed's result: the model and training sections (threads
+        # included), the dataset, the kernels (a pool trained before the portable kernels is not reused)
         return json.dumps({"model": dataclasses.asdict(p.model), "train": dataclasses.asdict(p.train) | {"seed": None},
-                           "dataset": p.prepare.dataset, "threads": torch.get_num_threads()}, sort_keys=True)
+                           "dataset": p.prepare.dataset, "linear": linear.describe(),
+                           "mkl_cbwr": os.environ.get("MKL_CBWR")}, sort_keys=True)
 
-    base = pool(params, args.pool, args.data, cache, key(params), "params.yaml", device)
+    base = pool(params, args.pool, args.data, cache, key(params), "params.yaml", device, jobs)
     write_json(args.cache, cache)
     rng = random.Random(0)
     rows = [("the same configuration, another seed block (neutral)", base, None)]
     for assignment in args.regression or DEFAULT_REGRESSIONS:
         changed = override(params, assignment)
-        rows.append((f"`{assignment}`", pool(changed, args.regression_pool, args.data, cache, key(changed), assignment, device),
+        rows.append((f"`{assignment}`", pool(changed, args.regression_pool, args.data, cache, key(changed), assignment, device, jobs),
                      True))
         write_json(args.cache, cache)
 

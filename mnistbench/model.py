@@ -103,3 +103,9 @@ def load_checkpoint(path: Path) -> tuple[nn.Module, dict]:
         raise FileFormatError(f"{path}: weights do not fit the model its metadata describes "
                               f"({params.arch}, hidden={list(params.hidden)}): {reason}") from None
     return model.eval(), normalize
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])

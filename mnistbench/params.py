@@ -75,7 +75,7 @@ class EvaluateParams:
 @dataclass(frozen=True)
 class ReplicatesParams:
     n: int = _spec("seeds trained by the replicates stage: train.seed, train.seed + 1, ...", min=2, max=1000)
-    threads: int = _spec("torch CPU threads of the replicates stage (its own: the thread count can change the bits)", min=1)
+    jobs: int = _spec("seeds trained at once, each in its own process at train.threads threads (never changes the bits)", min=1, max=64)
 
 
 @dataclass(frozen=True)

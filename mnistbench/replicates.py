@@ -1,21 +1,22 @@
-"""The configured model trained on n seeds at once: accuracy as a distribution, not one draw.
+"""The configured model trained on n seeds: accuracy as a distribution, not one draw.
 
     seeds = seed_block(params.train, params.replicates.n)       # train.seed .. train.seed + n - 1
-    models = fit_replicates(params.model, params.train, seeds, train, val, device)  # one per seed
-    rows = score_all(models, test)                             # [{"accuracy", "macro_f1", "loss"}, ...]
-    summary = summarize([row["accuracy"] for row in rows])       # n, mean, sd, min, max, 95% CI
+    results = fit_replicates(params.model, params.train, seeds, (train, val, test), device, jobs=2)
+    scores = [scores for scores, _ in results]                  # [{"accuracy", "macro_f1", "loss"}, ...]
+    summary = summarize([row["accuracy"] for row in scores])     # n, mean, sd, min, max, 95% CI
 
-Every seed starts exactly where a single run with that `train.seed` starts: the same initial
-weights, the same shuffle order and augmentation draws each epoch, its own Adam state. So the n
-replicates are n draws of what the train stage produces.
+Each seed is trained by mnistbench.train.fit, the train stage's own code, so replicate k is to the
+bit the model that `dvc exp run -S train.seed=k` trains, and it inherits that model's promise of
+the same bytes on any x86-64 CPU (mnistbench/linear.py). `jobs` seeds train at once, each in its own
+worker process (spawned: torch's OpenMP does not survive a fork) at train.threads threads, the
+splits shared with it through shared memory; the bits do not depend on the number of jobs.
 
-MLP and linear models train together as one batched model: each layer's weights are stacked into
-an (S, in, out) tensor and every step is a few batched matrix multiplies (`torch.baddbmm`) over
-the S seeds' own batches, then one fused Adam step over all of them. Per seed the arithmetic is the
-single run's, but in other kernels, so replicate k agrees with a single run of seed k to float
-rounding, not to the bit (tests/test_replicates.py checks the start exactly and the rest closely).
-A CNN's seeds train one after another with mnistbench.train.fit: n times one run, and each
-replicate is bit-identical to what the train stage makes of that seed.
+Why processes and not one batched model: the seeds' weights stacked as (S, in, out) and trained
+with batched matrix products (`torch.baddbmm`, one fused Adam step) was this module's first design.
+Its batched products run on MKL, whose kernels differ between Intel and AMD CPUs unless
+MKL_CBWR=COMPATIBLE, and then they are no faster per seed than single runs: measured side by side
+(README, "Replicates"), 10 seeds batched at 2 threads and 10 seeds in 2 processes took the same
+time, and the batched replicates matched single runs only to float rounding, CNNs not at all.
 """
 
 from __future__ import annotations
@@ -26,17 +27,13 @@ import statistics
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from mnistbench import evaluate as ev
-from mnistbench.model import MLP, build_model
-from mnistbench.optim import Adam, CosineDecay
+from mnistbench.model import predict_logits
 from mnistbench.params import ModelParams, TrainParams
-from mnistbench.train import EVAL_BATCH_SIZE, augmentation, fit
+from mnistbench.train import EVAL_BATCH_SIZE, fit
 
-ACTIVATIONS = {"relu": torch.relu, "gelu": F.gelu, "tanh": torch.tanh}
 DECIMALS = 6  # as the evaluate stage's metrics
+Splits = tuple[tuple[torch.Tensor, torch.Tensor], ...]  # (train, val, test), each (x, y)
 
 
 def seed_block(train: TrainParams, n: int) -> list[int]:
@@ -45,114 +42,73 @@ def seed_block(train: TrainParams, n: int) -> list[int]:
     return list(range(train.seed, train.seed + n))
 
 
-class StackedMLP(nn.Module):
-    """S MLPs of one shape as one module: (S, B, 784) -> (S, B, 10), seed s on row s.
-
-    Weights are kept (S, in, out), the transpose of nn.Linear's (out, in), so that the forward pass
-    is baddbmm(bias, x, W) with no transposed operand."""
-
-    def __init__(self, models: list[MLP], activation: str, dropout: float):
-        super().__init__()
-        linears = [[(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)] for model in models]
-        self.names = [name for name, _ in linears[0]]  # layers.0, layers.2, ...: MLP's state_dict keys
-        self.weights = nn.ParameterList(torch.stack([layers[i][1].weight.detach().t() for layers in linears]).contiguous()
-                                        for i in range(len(self.names)))  # (S, in, out)
-        self.biases = nn.ParameterList(torch.stack([layers[i][1].bias.detach() for layers in linears])[:, None].contiguous()
-                                       for i in range(len(self.names)))  # (S, 1, out)
-        self.activation, self.dropout = ACTIVATIONS[activation], dropout
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (S, B, 784), each seed its own batch."""
-        last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            x = torch.baddbmm(b, x, w)  # (S, B, out)
-            if i < last:
-                x = self.activation(x)
-                if self.dropout > 0:
-                    x = F.dropout(x, self.dropout, self.training)
-        return x
-
-    def state_dict_of(self, s: int) -> dict[str, torch.Tensor]:
-        """Seed s's weights in MLP's own state_dict layout."""
-        out = {}
-        for name, w, b in zip(self.names, self.weights, self.biases):
-            out[f"{name}.weight"] = w[s].detach().t().contiguous()
-            out[f"{name}.bias"] = b[s, 0].detach().clone()
-        return out
+class WorkerError(RuntimeError):
+    """A worker process died (killed, or out of memory) before its seeds were done."""
 
 
-def initial_models(model_params: ModelParams, seeds: list[int], device: torch.device) -> list[nn.Module]:
-    """Each seed's model as mnistbench.train.setup builds it: torch.manual_seed(seed), then build."""
-    models = []
-    for seed in seeds:
-        torch.manual_seed(seed)
-        models.append(build_model(model_params).to(device))
-    return models
+def quiet(_: str) -> None:
+    pass
 
 
-def fit_stacked(model_params: ModelParams, params: TrainParams, seeds: list[int],
-                train: tuple[torch.Tensor, torch.Tensor], device: torch.device,
-                log: Callable[[str], None] = print) -> StackedMLP:
-    """Train an MLP or linear model on every seed at once; returns the stacked result (eval mode)."""
-    x, y = train
-    n, s = len(y), len(seeds)
-    stacked = StackedMLP(initial_models(model_params, seeds, device), model_params.activation, model_params.dropout)
-    optimizer = Adam(stacked.parameters(), lr=params.lr)
-    steps_per_epoch = -(-n // params.batch_size)
-    scheduler = CosineDecay(optimizer, params.epochs * steps_per_epoch) if params.schedule == "cosine" else None
-    generators = [torch.Generator().manual_seed(seed) for seed in seeds]  # CPU: each seed's own shuffle
-    augments = [augmentation(params, seed) for seed in seeds]  # each seed's own stream, as its single run
-    augments = augments if augments[0] is not None else None
-    stacked.train()
-    for epoch in range(1, params.epochs + 1):
-        order = torch.stack([torch.randperm(n, generator=g) for g in generators]).to(device)  # (S, N)
-        draws = torch.stack([a.draw(n, device) for a in augments]) if augments else None  # (S, N, 3)
-        loss_sum = torch.zeros((), device=device)
-        for start in range(0, n, params.batch_size):
-            idx = order[:, start:start + params.batch_size]  # (S, B): seed s's batch on row s
-            b = idx.shape[1]
-            flat = idx.reshape(-1)
-            xb, yb = x.index_select(0, flat), y.index_select(0, flat)  # (S*B, 784), (S*B,)
-            if draws is not None:
-                xb = augments[0](xb, draws[:, start:start + b].reshape(-1, 3))  # the draws decide the moves
-            logits = stacked(xb.view(s, b, -1))  # (S, B, 10)
-            # the sum over seeds of each seed's mean loss: each seed's gradient is its own run's
-            loss = F.cross_entropy(logits.view(s * b, -1), yb, reduction="sum") / b
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            loss_sum += loss.detach() * b
-        log(f"epoch {epoch:>3}/{params.epochs}  train loss {loss_sum.item() / (n * s):.4f} (mean of {s} seeds)")
-    return stacked.eval()
+def train_one(model_params: ModelParams, params: TrainParams, seed: int, data: Splits,
+              device: torch.device) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Seed `seed` trained exactly as the train stage trains it (mnistbench.train.fit): its logits
+    on the test split (CPU) and its state_dict. Scoring is left to the caller: scikit-learn and
+    matplotlib (mnistbench.evaluate) would add 2 s to each worker process's start."""
+    train, val, test = data
+    model, _, _ = fit(model_params, dataclasses.replace(params, seed=seed), train, val, device, log=quiet)
+    return predict_logits(model.eval(), test[0], EVAL_BATCH_SIZE).cpu(), model.state_dict()
 
 
-def fit_replicates(model_params: ModelParams, params: TrainParams, seeds: list[int],
-                   train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
-                   device: torch.device, log: Callable[[str], None] = print) -> list[nn.Module]:
-    """One trained model per seed, in eval mode: batched for mlp and linear, sequential for cnn."""
-    if model_params.arch == "cnn":
-        models = []
+_WORKER: dict = {}  # in a worker process: the splits, shared with the parent (torch.multiprocessing)
+
+
+def _start_worker(data: Splits, threads: int) -> None:
+    torch.set_num_threads(threads)  # train.threads, as the train stage: some products' bits depend on it
+    _WORKER["data"] = data
+
+
+def _train_in_worker(model_params: ModelParams, params: TrainParams, seed: int) -> tuple[torch.Tensor, dict]:
+    return train_one(model_params, params, seed, _WORKER["data"], torch.device("cpu"))
+
+
+def fit_replicates(model_params: ModelParams, params: TrainParams, seeds: list[int], data: Splits,
+                   device: torch.device, jobs: int = 1,
+                   log: Callable[[str], None] = print) -> list[tuple[dict, dict[str, torch.Tensor]]]:
+    """(scores, state_dict) per seed, in seed order: each seed trained and scored as a single run,
+    `jobs` seeds at a time in worker processes (CPU; on a GPU, one after another in this process)."""
+    from mnistbench import evaluate as ev  # scikit-learn: in this process only
+
+    jobs = min(jobs, len(seeds)) if device.type == "cpu" else 1
+    y_true = data[2][1].cpu().clone().numpy()  # its own copy: handing the splits to workers moves their storage
+    results: dict[int, tuple[dict, dict]] = {}
+
+    def done(seed: int, result: tuple[torch.Tensor, dict]) -> None:
+        logits, state_dict = result
+        results[seed] = ev.score(y_true, logits)[0], state_dict  # as the evaluate stage scores the single model
+        log(f"seed {seed}: test accuracy {results[seed][0]['accuracy']:.4f} ({len(results)}/{len(seeds)} seeds done)")
+
+    if jobs == 1:
         for seed in seeds:
-            log(f"seed {seed}")
-            model, _, _ = fit(model_params, dataclasses.replace(params, seed=seed), train, val, device, log=log)
-            models.append(model.eval())
-        return models
-    stacked = fit_stacked(model_params, params, seeds, train, device, log)
-    models = []
-    for i in range(len(seeds)):
-        model = build_model(model_params).to(device)
-        model.load_state_dict(stacked.state_dict_of(i))
-        models.append(model.eval())
-    return models
+            done(seed, train_one(model_params, params, seed, data, device))
+        return [results[seed] for seed in seeds]
+    import torch.multiprocessing as mp  # registers torch's reducers: the splits go to workers as shared memory
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
 
-
-def score_all(models: list[nn.Module], test: tuple[torch.Tensor, torch.Tensor]) -> list[dict]:
-    """Each model's test accuracy, macro-F1 and loss, computed as the evaluate stage computes them."""
-    x, y = test
-    y_true = y.cpu().numpy()
-    return [ev.score(y_true, ev.predict_logits(model, x, EVAL_BATCH_SIZE).cpu())[0] for model in models]
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_start_worker,
+                             initargs=(data, params.threads)) as pool:
+        try:
+            futures = {pool.submit(_train_in_worker, model_params, params, seed): seed for seed in seeds}
+            for future in as_completed(futures):
+                done(futures[future], future.result())
+        except BrokenProcessPool:
+            raise WorkerError(f"a worker process died before seeds {sorted(set(seeds) - set(results))} were trained "
+                              f"(killed, or out of memory: lower replicates.jobs)") from None
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+    return [results[seed] for seed in seeds]
 
 
 def summarize(values: list[float]) -> dict:

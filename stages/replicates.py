@@ -3,8 +3,9 @@
     dvc repro replicates    # or: python -m stages.replicates --data data/prepared \
                             #        --summary metrics/replicates.json --per-seed plots/replicates.csv ...
 
-Seeds train.seed .. train.seed + replicates.n - 1, everything else as the train stage (the seeds
-of an MLP train together: mnistbench/replicates.py). Writes the per-seed test accuracy, macro-F1
+Seeds train.seed .. train.seed + replicates.n - 1, each trained exactly as the train stage trains
+it (replicate k is, to the bit, what `dvc exp run -S train.seed=k` trains), replicates.jobs at a
+time in worker processes (mnistbench/replicates.py). Writes the per-seed test accuracy, macro-F1
 and loss, and their summary (n, mean, sd, min, max, 95% CI of the mean): what the gate compares.
 Everything it writes is reproducible to the byte except --time, the measured time.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 from mnistbench.cli import run_stage
 from mnistbench.files import write_json, write_text
 from mnistbench.params import load_params
-from mnistbench.replicates import fit_replicates, seed_block, summarize, score_all
+from mnistbench.replicates import fit_replicates, seed_block, summarize
 from mnistbench.train import configure_torch, load_normalized, run_info
 
 SCORES = ("accuracy", "macro_f1", "loss")
@@ -32,15 +33,14 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params()
     mean, std = params.train.normalize_mean, params.train.normalize_std
-    device = configure_torch(params.replicates.threads, params.train.device)
+    device = configure_torch(params.train.threads, params.train.device)
     seeds = seed_block(params.train, params.replicates.n)
 
-    train, val, test = (load_normalized(args.data / f"{split}.pt", mean, std, device)
-                        for split in ("train", "val", "test"))
+    data = tuple(load_normalized(args.data / f"{split}.pt", mean, std, device) for split in ("train", "val", "test"))
     started = time.perf_counter()
-    models = fit_replicates(params.model, params.train, seeds, train, val, device)
+    rows = [scores for scores, _ in fit_replicates(params.model, params.train, seeds, data, device,
+                                                   jobs=params.replicates.jobs)]
     seconds = time.perf_counter() - started
-    rows = score_all(models, test)
 
     summary = {key: summarize([row[key] for row in rows]) for key in SCORES}
     write_json(args.summary, summary | {"seeds": {"first": seeds[0], "last": seeds[-1]}})
@@ -48,10 +48,11 @@ def main() -> None:
         f"{seed}," + ",".join(f"{row[key]:.6f}" for key in SCORES) + "\n" for seed, row in zip(seeds, rows)))
     write_json(args.run_info, run_info(device))
     write_json(args.time, {"train_seconds": round(seconds, 2), "seeds": len(seeds),
-                           "device": device.type, "threads": params.replicates.threads})
+                           "device": device.type, "jobs": params.replicates.jobs,
+                           "threads": params.train.threads})
     accuracy = summary["accuracy"]
     print(f"replicates: test accuracy {accuracy['mean']:.4f} ± {accuracy['sd']:.4f} (mean ± sd of {len(seeds)} seeds, "
-          f"{accuracy['min']:.4f}-{accuracy['max']:.4f}); {seconds:.1f} s of training")
+          f"{accuracy['min']:.4f}-{accuracy['max']:.4f}); {seconds:.1f} s of training and scoring")
 
 
 if __name__ == "__main__":

@@ -87,7 +87,7 @@ def test_integer_accepted_where_a_float_is_expected(tmp_path):
     ("replicates.n", "1", r"replicates\.n = 1: must be >= 2"),  # no spread from one seed
     ("replicates.n", "2.5", r"replicates\.n = 2\.5: must be an integer"),
     ("replicates.n", "ten", r"replicates\.n = 'ten': must be an integer"),
-    ("replicates.threads", "0", r"replicates\.threads = 0: must be >= 1"),
+    ("replicates.jobs", "0", r"replicates\.jobs = 0: must be >= 1"),
     ("train.seed", "9223372036854775808", r"train\.seed = 9223372036854775808: must be <= 9223372036854775807"),
     ("train.seed", "9223372036854775800",
      r"train\.seed = 9223372036854775800 with replicates\.n = 10 needs seeds up to 9223372036854775809, "

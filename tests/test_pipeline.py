@@ -71,7 +71,7 @@ def repo(tmp_path_factory):
         "files": {f.name: {"md5": f.md5, "sha256": f.sha256} for f in pinned}}
         for name, pinned in (("mnist", files), ("fashion-mnist", fashion))}))
     set_params(repo / "params.yaml", prepare__val_size=50, train__epochs=2, train__device="cpu",
-               evaluate__misclassified_shown=5, replicates__n=3, replicates__threads=1)
+               evaluate__misclassified_shown=5, replicates__n=3, replicates__jobs=2)
 
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
                DATA_MIRROR=str(mirror), DVC_NO_ANALYTICS="1", GIT_CONFIG_NOSYSTEM="1")
@@ -108,6 +108,8 @@ def test_repro_runs_all_stages_and_writes_every_output(repo):
     accuracies = [float(r.split(",")[1]) for r in per_seed[1:]]
     assert summary["accuracy"]["mean"] == pytest.approx(sum(accuracies) / 3, abs=1e-6)
     assert summary["accuracy"]["min"] == min(accuracies) > 0.5
+    test = json.loads((path / "metrics/test.json").read_text())  # replicate 0 is the train stage's model, seed 0
+    assert per_seed[1].split(",")[1:] == [f"{test[k]:.6f}" for k in ("accuracy", "macro_f1", "loss")]
 
 
 def test_nothing_reruns_when_nothing_changed(repo):

@@ -1,81 +1,96 @@
-"""mnistbench.replicates: n seeds trained together start where n single runs start, stay with
-them to float rounding, rerun to the same bits, and are summarized with exact arithmetic."""
+"""mnistbench.replicates: each replicate is, to the bit, the single run of its seed, whether the
+seeds train in this process or in worker processes; a dead worker is one clear error; summaries
+are exact arithmetic."""
 
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
+import os
+import signal
 import statistics
+import threading
+import time
 
 import pytest
 import torch
 
 from conftest import model_params, synthetic_digits
+from mnistbench import evaluate as ev
 from mnistbench.params import TrainParams
-from mnistbench.replicates import StackedMLP, fit_replicates, initial_models, seed_block, summarize
-from mnistbench.train import configure_torch, fit, normalize, setup
+from mnistbench.replicates import WorkerError, fit_replicates, quiet, seed_block, summarize
+from mnistbench.train import configure_torch, fit, normalize
 
 DEVICE = configure_torch(1, "cpu")
 TRAIN = TrainParams(seed=5, epochs=2, batch_size=64, lr=1e-3, schedule="constant", augment_shift=0,
                     augment_rotate=0, normalize_mean=0.13, normalize_std=0.3, device="cpu", threads=1)
 
 
-@pytest.fixture(scope="module")
-def data():
-    images, labels = synthetic_digits(600, seed=3)  # 600 = 9 full batches + a partial one of 24
+def splits():
+    images, labels = synthetic_digits(700, seed=3)  # 550 = 8 full batches + a partial one of 38
     x = normalize(images, TRAIN.normalize_mean, TRAIN.normalize_std)
-    return (x[:550], labels[:550]), (x[550:], labels[550:])
+    return (x[:550], labels[:550]), (x[550:600], labels[550:600]), (x[600:], labels[600:])
 
 
-def quiet(_: str) -> None:
-    pass
+def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_seed_block_follows_train_seed():
     assert seed_block(TRAIN, 3) == [5, 6, 7]
 
 
-def test_each_seed_starts_from_the_single_runs_initial_weights():
+@pytest.mark.parametrize("model, overrides", [
+    ({}, {}),
+    ({}, {"schedule": "cosine", "augment_shift": 2.0, "augment_rotate": 10.0}),
+    ({"arch": "linear"}, {}),
+    ({"dropout": 0.2, "activation": "gelu"}, {}),
+    ({"arch": "cnn", "channels": (4,), "hidden": (16,)}, {"epochs": 1}),
+])
+def test_each_replicate_is_its_seeds_single_run_bit_for_bit(model, overrides):
+    data = splits()
+    mp, params = model_params(**model), dataclasses.replace(TRAIN, **overrides)
+    results = fit_replicates(mp, params, [5, 6], data, DEVICE, jobs=1, log=quiet)
+    for (scores, state_dict), seed in zip(results, [5, 6]):
+        single, _, _ = fit(mp, dataclasses.replace(params, seed=seed), data[0], data[1], DEVICE, log=quiet)
+        assert same(state_dict, single.state_dict())
+        assert scores == ev.score(data[2][1].numpy(), ev.predict_logits(single, data[2][0], 1000))[0]
+    assert not same(results[0][1], results[1][1])
+
+
+def test_worker_processes_give_the_same_bits_and_scores_as_one_process():
+    data = splits()
     seeds = [5, 6, 7]
-    stacked = StackedMLP(initial_models(model_params(), seeds, DEVICE), "relu", 0.0)
-    for i, seed in enumerate(seeds):
-        single = setup(model_params(), dataclasses.replace(TRAIN, seed=seed), DEVICE, train_size=550).model
-        expected = single.state_dict()
-        got = stacked.state_dict_of(i)
-        assert got.keys() == expected.keys()
-        assert all(torch.equal(got[k], expected[k]) for k in expected)
+    here = fit_replicates(model_params(), TRAIN, seeds, data, DEVICE, jobs=1, log=quiet)
+    lines = []
+    there = fit_replicates(model_params(), TRAIN, seeds, splits(), DEVICE, jobs=2, log=lines.append)
+    assert [scores for scores, _ in there] == [scores for scores, _ in here]
+    assert all(same(a, b) for (_, a), (_, b) in zip(here, there))
+    assert len(lines) == 3 and lines[-1].endswith("(3/3 seeds done)")
 
 
-@pytest.mark.parametrize("overrides", [{}, {"schedule": "cosine"}, {"augment_shift": 2.0, "augment_rotate": 10.0}])
-def test_batched_seeds_follow_their_single_runs_to_float_rounding(data, overrides):
-    """Same init, shuffle, augmentation draws and Adam state per seed: after 20 steps the weights
-    differ from the single runs' only by kernel rounding (~1e-6), far below what one step moves
-    them (~1e-3); a mixed-up seed, order or optimizer state would show as ~1e-2."""
-    train, val = data
-    params = dataclasses.replace(TRAIN, **overrides)
-    models = fit_replicates(model_params(), params, [5, 6], train, val, DEVICE, log=quiet)
-    for model, seed in zip(models, [5, 6]):
-        single, _, _ = fit(model_params(), dataclasses.replace(params, seed=seed), train, val, DEVICE, log=quiet)
-        for name, expected in single.state_dict().items():
-            torch.testing.assert_close(model.state_dict()[name], expected, rtol=0, atol=2e-5)
+def test_a_killed_worker_is_one_clear_error_naming_the_seeds_left():
+    data = splits()
+    params = dataclasses.replace(TRAIN, epochs=1000)  # long enough to be killed mid-run
+    outcome = {}
 
+    def run():
+        try:
+            fit_replicates(model_params(), params, [5, 6], data, DEVICE, jobs=2, log=quiet)
+        except WorkerError as e:
+            outcome["error"] = str(e)
 
-def test_linear_and_dropout_models_train_and_rerun_to_the_same_bits(data):
-    train, val = data
-    for mp in (model_params(arch="linear"), model_params(dropout=0.2, activation="gelu")):
-        runs = [fit_replicates(mp, TRAIN, [0, 1, 2], train, val, DEVICE, log=quiet) for _ in range(2)]
-        for a, b in zip(*runs):
-            assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
-        assert not torch.equal(runs[0][0].state_dict()["layers.0.weight"], runs[0][1].state_dict()["layers.0.weight"])
-
-
-def test_cnn_replicates_are_the_single_runs_bit_for_bit(data):
-    train, val = data
-    mp = model_params(arch="cnn", channels=(4,), hidden=(16,))
-    params = dataclasses.replace(TRAIN, epochs=1)
-    models = fit_replicates(mp, params, [5, 6], train, val, DEVICE, log=quiet)
-    for model, seed in zip(models, [5, 6]):
-        single, _, _ = fit(mp, dataclasses.replace(params, seed=seed), train, val, DEVICE, log=quiet)
-        assert all(torch.equal(model.state_dict()[k], v) for k, v in single.state_dict().items())
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(8)  # past the workers' start-up (torch's import): they are training
+    victim = multiprocessing.active_children()[0]
+    os.kill(victim.pid, signal.SIGKILL)
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+    assert outcome["error"].startswith("a worker process died before seeds [5, 6] were trained")
 
 
 def test_summarize_by_hand():
