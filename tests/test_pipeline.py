@@ -216,6 +216,30 @@ def test_push_and_pull_restore_data_and_model_without_rerunning(repo, tmp_path):
     assert "Data and pipelines are up to date." in sh(path, env, "dvc", "status").stdout
 
 
+def test_dvc_artifacts_get_fetches_the_registered_model_from_a_clone_and_its_remote(repo, tmp_path):
+    """dvc.yaml declares models/model.pt as the artifact `digit-classifier`; once a version is
+    registered (a GTO tag, as `gto register` makes) and the model pushed, `dvc artifacts get`
+    fetches those bytes from a clone of the repository and a local-directory remote."""
+    path, env, _ = repo
+    sh(path, env, "git", "add", "-A")
+    sh(path, env, "git", "commit", "-qm", "a model to register", "--allow-empty")
+    remote, clone, out = tmp_path / "remote", tmp_path / "clone", tmp_path / "fetched.pt"
+    sh(path, env, "dvc", "remote", "add", "--local", "registry", str(remote))  # .dvc/config.local: nothing committed
+    try:
+        sh(path, env, "dvc", "push", "-r", "registry", "models/model.pt")
+    finally:
+        sh(path, env, "dvc", "remote", "remove", "--local", "registry")
+    sh(path, env, "git", "tag", "-a", "digit-classifier@v0.1.0", "-m", "Registering artifact digit-classifier version v0.1.0")
+    try:
+        sh(tmp_path, env, "git", "clone", "-q", str(path), str(clone))
+        config = tmp_path / "remote.conf"  # what a remote in the repository's .dvc/config would say
+        config.write_text(f"[core]\n    remote = registry\n['remote \"registry\"']\n    url = {remote}\n")
+        sh(tmp_path, env, "dvc", "artifacts", "get", str(clone), "digit-classifier", "-o", str(out), "--config", str(config))
+    finally:
+        sh(path, env, "git", "tag", "-d", "digit-classifier@v0.1.0")
+    assert hashlib.md5(out.read_bytes()).hexdigest() == hashlib.md5((path / "models/model.pt").read_bytes()).hexdigest()
+
+
 def repro_until_training(path: Path, env: dict) -> subprocess.Popen:
     """`dvc repro` in its own process group, returned once a stage prints its first epoch."""
     process = subprocess.Popen(["dvc", "repro"], cwd=path, env=env, stdout=subprocess.PIPE,
