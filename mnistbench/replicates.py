@@ -15,7 +15,7 @@ Why processes and not one batched model: the seeds' weights stacked as (S, in, o
 with batched matrix products (`torch.baddbmm`, one fused Adam step) was this module's first design.
 Its batched products run on MKL, whose kernels differ between Intel and AMD CPUs unless
 MKL_CBWR=COMPATIBLE, and then they are no faster per seed than single runs: measured side by side
-(README, "Replicates"), 10 seeds batched at 2 threads and 10 seeds in 2 processes took the same
+(docs/results.md, "Replicates"), 10 seeds batched at 2 threads and 10 seeds in 2 processes took the same
 time, and the batched replicates matched single runs only to float rounding, CNNs not at all.
 """
 

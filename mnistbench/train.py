@@ -45,7 +45,7 @@ def configure_torch(threads: int, device: str) -> torch.device:
 def run_info(device: torch.device) -> dict:
     """What decides the float bits of a run, and nothing else (no times, hosts or paths), so the
     file is identical wherever the same bits are produced and differs where they may not be.
-    Not the CPU model or vendor: with these pins Intel and AMD give the same bits (README,
+    Not the CPU model or vendor: with these pins Intel and AMD give the same bits (docs/reproducibility.md,
     tests/test_portable_bits.py). The torch version fixes the MKL and oneDNN versions it bundles."""
     info = {
         "torch": torch.__version__,
