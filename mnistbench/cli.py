@@ -21,7 +21,7 @@ USER_ERRORS = {"mnistbench.data": "DataError", "mnistbench.files": "FileFormatEr
 # Brings back the last committed results: the lock and the uncached metrics and plots from git,
 # then the cached outputs (models/, data/) that the lock names, from DVC's cache. params.yaml is
 # left as it is.
-RESTORE = "git checkout HEAD -- dvc.lock metrics plots && dvc checkout"
+RESTORE = "git checkout HEAD -- dvc.lock metrics plots dvclive && dvc checkout"
 
 
 def _user_errors() -> tuple[type[Exception], ...]:

@@ -2,7 +2,7 @@
 
     python -m mnistbench.reproduced [--rev HEAD]    # exit 0: same bytes; 1: differs (listed)
 
-Results are dvc.lock and everything under metrics/ and plots/, to the byte, except the
+Results are dvc.lock and everything under metrics/, plots/ and dvclive/, to the byte, except the
 measurements under metrics/time/ (training time, latency), which no two runs share. In dvc.lock
 the measured files' own entries (their md5 and size) are left out of the comparison; every other
 line, every other stage's hashes included, must be identical.
@@ -17,7 +17,7 @@ import sys
 from ruamel.yaml import YAML
 
 MEASURED = "metrics/time/"
-RESULTS = ("metrics", "plots")
+RESULTS = ("metrics", "plots", "dvclive")
 
 
 def _git(*args: str) -> str:
@@ -54,7 +54,7 @@ def main() -> None:
     if changed:
         print("reproduced: FAIL: results differ from " + args.rev + ":\n  " + "\n  ".join(changed))
         raise SystemExit(1)
-    print(f"reproduced: dvc.lock, metrics/ and plots/ match {args.rev} byte for byte (measurements under {MEASURED} aside)")
+    print(f"reproduced: dvc.lock, metrics/, plots/ and dvclive/ match {args.rev} byte for byte (measurements under {MEASURED} aside)")
 
 
 if __name__ == "__main__":

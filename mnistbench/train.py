@@ -180,10 +180,12 @@ def augmentation(params: TrainParams, seed: int) -> Augment | None:
 
 def fit(model_params: ModelParams, params: TrainParams, train: tuple[torch.Tensor, torch.Tensor],
         val: tuple[torch.Tensor, torch.Tensor], device: torch.device,
-        log: Callable[[str], None] = print) -> tuple[nn.Module, list[dict], list[float]]:
+        log: Callable[[str], None] = print,
+        on_epoch: Callable[[dict], None] | None = None) -> tuple[nn.Module, list[dict], list[float]]:
     """Train from a seeded init on normalized (x, y) pairs already on `device`; returns the model,
     one history row per epoch (losses and accuracies: reproducible to the bit) and the seconds
-    each epoch's training pass took (a measurement: never the same twice)."""
+    each epoch's training pass took (a measurement: never the same twice). on_epoch, if given,
+    gets each history row as soon as its epoch ends (the train stage logs it with DVCLive)."""
     run = setup(model_params, params, device, train_size=len(train[1]))
     model = run.model
     history, epoch_seconds = [], []
@@ -196,6 +198,8 @@ def fit(model_params: ModelParams, params: TrainParams, train: tuple[torch.Tenso
         val_loss, val_accuracy = loss_and_accuracy(model, *val, batch_size=EVAL_BATCH_SIZE)
         history.append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
                         "val_loss": val_loss, "val_accuracy": val_accuracy})
+        if on_epoch is not None:
+            on_epoch(history[-1])
         log(f"epoch {epoch:>3}/{params.epochs}  train loss {train_loss:.4f} acc {train_accuracy:.4f}  "
             f"val loss {val_loss:.4f} acc {val_accuracy:.4f}  {seconds:.2f} s")
     return model, history, epoch_seconds

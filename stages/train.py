@@ -1,9 +1,12 @@
 """Stage train: fit the model on data/prepared/train.pt, report on val.pt, write the checkpoint.
 
     dvc repro train     # or: python -m stages.train --data data/prepared --model models/model.pt \
-                        #        --metrics metrics/train.json --history plots/history.csv ...
+                        #        --metrics metrics/train.json --live dvclive ...
 
-Everything it writes is reproducible to the byte except --time, the measured training time.
+Each epoch's train and validation loss and accuracy go through DVCLive as the epoch ends
+(mnistbench/live.py): --live/metrics.json (the latest epoch, what `dvc exp show` shows while
+`dvc exp run` trains) and one history file per metric under --live/plots/metrics/.
+Everything this stage writes is reproducible to the byte except --time, the measured training time.
 """
 
 import argparse
@@ -11,7 +14,8 @@ import statistics
 from pathlib import Path
 
 from mnistbench.cli import run_stage
-from mnistbench.files import write_json, write_text
+from mnistbench.files import write_json
+from mnistbench.live import epoch_logger
 from mnistbench.model import save_checkpoint
 from mnistbench.params import load_params
 from mnistbench.train import configure_torch, fit, load_normalized, run_info
@@ -22,7 +26,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="folder holding train.pt and val.pt")
     parser.add_argument("--model", type=Path, required=True, help="checkpoint to write")
     parser.add_argument("--metrics", type=Path, required=True, help="final-epoch metrics JSON to write")
-    parser.add_argument("--history", type=Path, required=True, help="per-epoch CSV to write")
+    parser.add_argument("--live", type=Path, required=True, help="DVCLive's folder: per-epoch metrics and their history")
     parser.add_argument("--run-info", type=Path, required=True, help="environment record (JSON) to write")
     parser.add_argument("--time", type=Path, required=True, help="measured training time (JSON) to write")
     args = parser.parse_args()
@@ -31,7 +35,8 @@ def main() -> None:
     device = configure_torch(params.train.threads, params.train.device)
 
     train, val = (load_normalized(args.data / f"{split}.pt", mean, std, device) for split in ("train", "val"))
-    model, history, seconds = fit(params.model, params.train, train, val, device)
+    with epoch_logger(args.live) as log_epoch:  # after the data: a bad file is reported before DVCLive clears its folder
+        model, history, seconds = fit(params.model, params.train, train, val, device, on_epoch=log_epoch)
 
     save_checkpoint(args.model, model, params.model, mean, std)
     write_json(args.run_info, run_info(device))
@@ -44,9 +49,6 @@ def main() -> None:
     write_json(args.time, {"train_seconds": round(sum(seconds), 2),  # the training passes, validation excluded
                            "epoch_seconds_median": round(statistics.median(seconds), 3),
                            "device": device.type, "threads": params.train.threads})
-    columns = list(last)
-    write_text(args.history, ",".join(columns) + "\n" + "".join(
-        ",".join(str(row[c]) if c == "epoch" else f"{row[c]:.6f}" for c in columns) + "\n" for row in history))
 
 
 if __name__ == "__main__":

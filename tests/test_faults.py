@@ -17,7 +17,7 @@ from mnistbench import data, files
 from test_pipeline import set_params
 
 TRAIN_ARGS = ["--data", "data/prepared", "--model", "models/model.pt", "--metrics", "metrics/train.json",
-              "--history", "plots/history.csv", "--run-info", "metrics/run_info.json",
+              "--live", "dvclive", "--run-info", "metrics/run_info.json",
               "--time", "metrics/time/train.json"]
 PREVIOUS = b"previous model, must survive"
 

@@ -143,7 +143,7 @@ def test_stage_reports_bad_params_in_one_line_and_writes_nothing(tmp_path):
     (tmp_path / "params.yaml").write_text(with_value(repo_params_text(), "train.epochs", "five"))
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     result = subprocess.run([sys.executable, "-m", "stages.train", "--data", "data", "--model", "m.pt",
-                             "--metrics", "t.json", "--history", "h.csv", "--run-info", "r.json", "--time", "s.json"],
+                             "--metrics", "t.json", "--live", "live", "--run-info", "r.json", "--time", "s.json"],
                             cwd=tmp_path, env=env, capture_output=True, text=True)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [

@@ -17,13 +17,15 @@ import pytest
 from ruamel.yaml import YAML
 
 from conftest import ROOT, write_mirror
+from mnistbench.cli import RESTORE
 from mnistbench.reproduced import results_only
 
 pytestmark = pytest.mark.slow
 
 TRACKED = ["dvc.yaml", "params.yaml", ".dvcignore", "stages", "mnistbench"]
 OUTPUTS = ["data/prepared/train.pt", "data/prepared/val.pt", "data/prepared/test.pt", "models/model.pt",
-           "metrics/train.json", "metrics/run_info.json", "metrics/test.json", "metrics/per_class.json", "plots/history.csv",
+           "metrics/train.json", "metrics/run_info.json", "metrics/test.json", "metrics/per_class.json", "dvclive/metrics.json",
+           "dvclive/plots/metrics/train/loss.tsv", "dvclive/plots/metrics/val/accuracy.tsv",
            "plots/predictions.csv", "plots/confusion_matrix.png", "plots/classification_report.png",
            "plots/misclassified.png", "metrics/replicates.json", "plots/replicates.csv",
            "metrics/replicates_run_info.json"]
@@ -96,8 +98,14 @@ def test_repro_runs_all_stages_and_writes_every_output(repo):
     assert set(test_metrics) == {"accuracy", "macro_f1", "loss"}
     assert test_metrics["accuracy"] > 0.5  # the synthetic classes are easy; chance is 0.1
     assert (path / "plots/predictions.csv").read_text().count("\n") == 1 + 100
-    assert (path / "plots/history.csv").read_text().splitlines()[0] == \
-        "epoch,train_loss,train_accuracy,val_loss,val_accuracy"
+    # DVCLive's files: one history row per epoch (step 0 = epoch 1), the last epoch as the summary, no timestamps
+    assert (path / "dvclive/plots/metrics/val/accuracy.tsv").read_text().splitlines()[:2][0] == "step\taccuracy"
+    assert len((path / "dvclive/plots/metrics/train/loss.tsv").read_text().splitlines()) == 1 + 2
+    live = json.loads((path / "dvclive/metrics.json").read_text())
+    assert live["step"] == 1 and set(live) == {"train", "val", "step"}
+    assert live["train"] == {k: v for k, v in json.loads((path / "metrics/train.json").read_text())["train"].items()}
+    assert sorted(p.name for p in (path / "dvclive").rglob("*") if p.is_file()) == [
+        "accuracy.tsv", "accuracy.tsv", "loss.tsv", "loss.tsv", "metrics.json"]  # DVCLive wrote nothing else
     assert json.loads((path / "metrics/train.json").read_text())["parameters"] == 109_386
     assert json.loads((path / "metrics/time/train.json").read_text())["train_seconds"] > 0
     assert json.loads((path / "metrics/time/evaluate.json").read_text())["latency_ms_per_image"] > 0
@@ -276,6 +284,35 @@ def test_a_killed_repro_is_followed_by_a_clean_one_with_the_same_bytes(repo):
     assert info["mkl_cbwr"] == "COMPATIBLE" and info["onednn_max_cpu_isa"] == "AVX2" and "oneDNN" in info["linear"]
 
 
+def test_dvc_exp_show_shows_a_running_experiments_current_epoch(repo):
+    """The train stage logs each epoch with DVCLive as it ends, so `dvc exp show` during a
+    `dvc exp run` shows the epoch reached and its metrics, not the last finished run's."""
+    path, env, _ = repo
+    sh(path, env, "git", "add", "-A")
+    sh(path, env, "git", "commit", "-qm", "before a long experiment", "--allow-empty")
+    before = workspace_bytes(path)
+    process = subprocess.Popen(["dvc", "exp", "run", "-S", "train.epochs=100000"], cwd=path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        for line in process.stdout:
+            if line.startswith("epoch   4/"):  # epochs 1-4 done: DVCLive's step 3 written
+                break
+        for _ in range(5):  # DVCLive rewrites the file in place each epoch (here every 0.03 s): a read
+            shown = json.loads(sh(path, env, "dvc", "exp", "show", "--json", "--no-pager").stdout)  # can catch it half-written
+            workspace = next(row for row in shown if row["rev"] == "workspace")
+            if "data" in workspace["data"]["metrics"]["dvclive/metrics.json"]:
+                break
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        process.communicate(timeout=60)
+    live = workspace["data"]["metrics"]["dvclive/metrics.json"]["data"]
+    assert live["step"] >= 3 and 0 < live["val"]["accuracy"] <= 1
+    assert workspace["data"]["params"]["params.yaml"]["data"]["train"]["epochs"] == 100000
+    sh(path, env, "git", "checkout", "HEAD", "--", "params.yaml")
+    subprocess.run(RESTORE, shell=True, cwd=path, env=env, check=True, capture_output=True)
+    assert workspace_bytes(path) == before
+
+
 def test_an_interrupted_stage_says_the_command_that_brings_the_previous_results_back(repo):
     path, env, _ = repo
     # Runs before the failing `dvc exp run`s below: after one, git's index at times held HEAD's blob
@@ -294,7 +331,7 @@ def test_an_interrupted_stage_says_the_command_that_brings_the_previous_results_
     assert not (path / "models/model.pt").exists()
 
     restore = hint.split("`")[1]
-    assert restore == "git checkout HEAD -- dvc.lock metrics plots && dvc checkout"
+    assert restore == "git checkout HEAD -- dvc.lock metrics plots dvclive && dvc checkout"
     subprocess.run(restore, shell=True, cwd=path, env=env, check=True, capture_output=True)
     assert workspace_bytes(path) == before
     assert (path / "params.yaml").read_text() != params  # the user's edit stays theirs
