@@ -9,7 +9,7 @@ never two at once (DVC's queue with several workers has races: dvc#10673). Each 
 experiment is committed by DVC to its own git ref before the next starts, so a crash or Ctrl-C
 loses at most the one running; rerun the same grid and DVC's run cache restores the finished ones
 in seconds. A failed experiment is reported and the grid goes on. Afterwards the workspace is put
-back to HEAD (params.yaml, dvc.lock, metrics/, plots/ and the DVC outputs), which is why the grid
+back to HEAD (params.yaml, dvc.lock, metrics/, plots/, dvclive/ and the DVC outputs), which is why the grid
 refuses to start while those have uncommitted changes. See the results with `dvc exp show` or
 `python -m mnistbench.leaderboard`.
 """
@@ -22,7 +22,7 @@ import re
 import subprocess
 import sys
 
-RESTORED = ["params.yaml", "dvc.lock", "metrics", "plots"]
+RESTORED = ["params.yaml", "dvc.lock", "metrics", "plots", "dvclive"]
 
 
 def split_values(text: str) -> list[str]:

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,3 +48,40 @@ def test_readme_is_a_front_door_and_every_docs_page_is_linked_from_it():
 def test_each_docs_page_opens_with_what_it_answers(page):
     title, blank, sentence = page.read_text().splitlines()[:3]
     assert title.startswith("# ") and blank == "" and sentence.endswith("documentation.")
+
+
+def fenced_commands(page: Path) -> list[str]:
+    """The commands of a page's ```bash blocks: one per line, comments and continuations dropped."""
+    commands = []
+    for block in re.findall(r"(?ms)^```bash\n(.*?)^```", page.read_text()):
+        for line in block.splitlines():
+            line = line.split("  #")[0].strip()
+            if line and not line.startswith("#"):
+                commands += [part.strip() for part in line.split(";") if part.strip()]
+    return commands
+
+
+def entry_point(command: str) -> list[str] | None:
+    """What names the tool a command runs: `python -m mnistbench.X ...` -> its --help; `dvc A B` -> `dvc A B --help`."""
+    words = re.sub(r"^([A-Z_]+=\S+ )+", "", command).split()  # DATA_MIRROR=... make pipeline
+    if words[:2] == ["python", "-m"]:
+        return [sys.executable, "-m", words[2], "--help"]
+    if words[0] == "dvc":
+        sub = [w for w in words[1:3] if re.fullmatch(r"[a-z]+", w)]
+        return [str(Path(sys.executable).parent / "dvc"), *sub, "--help"]
+    return None
+
+
+README_COMMANDS = [c for c in fenced_commands(ROOT / "README.md") if entry_point(c)]
+
+
+def test_readme_names_commands_worth_checking():
+    assert len(README_COMMANDS) >= 10
+
+
+@pytest.mark.parametrize("command", README_COMMANDS)
+def test_every_command_in_readme_names_a_real_entry_point_and_subcommand(command):
+    """Each README command's tool and subcommand exist (`--help` exits 0): a renamed module or a
+    mistyped DVC subcommand fails here. Running them on data is the other tests' job."""
+    result = subprocess.run(entry_point(command), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"{command}: {result.stderr[-500:]}"

@@ -31,7 +31,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
 @pytest.fixture
 def workspace_put_back():
     yield
-    run("git", "checkout", "HEAD", "--", "params.yaml", "dvc.lock", "metrics", "plots")
+    run("git", "checkout", "HEAD", "--", "params.yaml", "dvc.lock", "metrics", "plots", "dvclive")
     run("dvc", "checkout", "-q")
 
 

@@ -41,7 +41,7 @@ def sh(repo: Path, env: dict, *args: str, check: bool = True) -> subprocess.Comp
 
 def workspace_bytes(repo: Path) -> dict[str, str]:
     """SHA-256 of every file that a refused run must leave as it was."""
-    files = [p for folder in ("models", "data", "metrics", "plots") for p in (repo / folder).rglob("*") if p.is_file()]
+    files = [p for folder in ("models", "data", "metrics", "plots", "dvclive") for p in (repo / folder).rglob("*") if p.is_file()]
     return {str(p.relative_to(repo)): hashlib.sha256(p.read_bytes()).hexdigest() for p in [*files, repo / "dvc.lock"]}
 
 
@@ -166,13 +166,13 @@ def test_grid_runs_every_combination_in_turn_then_puts_the_workspace_back(repo):
     refused = sh(path, env, sys.executable, "-m", "mnistbench.grid", "-S", "train.lr=0.02,0.03", check=False)
     assert refused.returncode == 1 and "uncommitted changes in dvc.lock" in refused.stderr
     assert "params.yaml" in refused.stderr and "commit or stash them first" in refused.stderr
-    sh(path, env, "git", "checkout", "HEAD", "--", "params.yaml", "dvc.lock", "metrics", "plots")
+    sh(path, env, "git", "checkout", "HEAD", "--", "params.yaml", "dvc.lock", "metrics", "plots", "dvclive")
     sh(path, env, "dvc", "checkout", "-q")
 
     grid = sh(path, env, sys.executable, "-m", "mnistbench.grid", "-S", "train.lr=0.02,0.03", "-S", "train.epochs=1")
     assert "grid: [1/2] dvc exp run -S train.lr=0.02 -S train.epochs=1" in grid.stdout
     assert "grid: 2 of 2 run; the workspace is back at HEAD" in grid.stdout and "FAILED" not in grid.stdout
-    assert sh(path, env, "git", "status", "--porcelain", "--", "params.yaml", "dvc.lock", "metrics", "plots").stdout == ""
+    assert sh(path, env, "git", "status", "--porcelain", "--", "params.yaml", "dvc.lock", "metrics", "plots", "dvclive").stdout == ""
     assert "Data and pipelines are up to date." in sh(path, env, "dvc", "status").stdout
 
     board = sh(path, env, sys.executable, "-m", "mnistbench.leaderboard", "--output", "board.md").stdout

@@ -31,10 +31,12 @@ def repo(tmp_path, monkeypatch):
     git("config", "user.email", "t@example.invalid")
     (tmp_path / "metrics/time").mkdir(parents=True)
     (tmp_path / "plots").mkdir()
+    (tmp_path / "dvclive/plots/metrics/val").mkdir(parents=True)
+    (tmp_path / "dvclive/plots/metrics/val/loss.tsv").write_text("step\tloss\n0\t0.5\n")
     (tmp_path / "dvc.lock").write_text(LOCK.format(train="a" * 32, time="b" * 32))
     (tmp_path / "metrics/train.json").write_text('{"accuracy": 0.98}\n')
     (tmp_path / "metrics/time/train.json").write_text('{"train_seconds": 8.1}\n')
-    (tmp_path / "plots/history.csv").write_text("epoch\n1\n")
+    (tmp_path / "plots/replicates.csv").write_text("epoch\n1\n")
     git("add", "-A")
     git("commit", "-qm", "results")
     return tmp_path
@@ -47,11 +49,12 @@ def test_new_times_alone_count_as_reproduced(repo):
 
 
 def test_a_changed_result_or_its_hash_is_reported(repo):
-    (repo / "plots/history.csv").write_text("epoch\n2\n")
+    (repo / "plots/replicates.csv").write_text("epoch\n2\n")
     (repo / "plots/new.png").write_bytes(b"x")
+    (repo / "dvclive/plots/metrics/val/loss.tsv").write_text("step\tloss\n0\t0.4\n")  # DVCLive's history too
     (repo / "dvc.lock").write_text(LOCK.format(train="d" * 32, time="b" * 32))
-    assert reproduced.differences() == ["plots/history.csv (changed)", "plots/new.png (new)",
-                                        "dvc.lock (changed beyond the measured entries)"]
+    assert reproduced.differences() == ["dvclive/plots/metrics/val/loss.tsv (changed)", "plots/replicates.csv (changed)",
+                                        "plots/new.png (new)", "dvc.lock (changed beyond the measured entries)"]
 
 
 
