@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import random
 import statistics
 import time
@@ -33,9 +32,8 @@ from scipy import stats
 from mnistbench.check import FAIL, Sample, decide
 from mnistbench.files import write_json, write_text
 from mnistbench.params import Params, load_params
-from mnistbench import linear
-from mnistbench.replicates import fit_replicates
-from mnistbench.train import configure_torch, load_normalized
+from mnistbench.replicates import fit_replicates, quiet
+from mnistbench.train import configure_torch, load_normalized, run_info
 
 DEFAULT_REGRESSIONS = ("train.epochs=3", "train.epochs=5", "model.hidden=[64,32]", "model.hidden=[32,16]")
 POOL_FIRST_SEED = 1000
@@ -62,7 +60,7 @@ def pool(params: Params, size: int, data: Path, cache: dict, key: str, label: st
         for i in range(0, len(missing), BLOCK):
             seeds = missing[i:i + BLOCK]
             started = time.perf_counter()
-            results = fit_replicates(params.model, params.train, seeds, splits, device, jobs=jobs, log=lambda _: None)
+            results = fit_replicates(params.model, params.train, seeds, splits, device, jobs=jobs, log=quiet)
             for seed, (scores, _) in zip(seeds, results):
                 done[str(seed)] = scores["accuracy"]
             print(f"gate_power: {label}: seeds {seeds[0]}-{seeds[-1]} in {time.perf_counter() - started:.0f} s", flush=True)
@@ -115,11 +113,10 @@ def main() -> None:
     jobs = args.jobs or params.replicates.jobs
     cache = json.loads(args.cache.read_text()) if args.cache.is_file() else {}
 
-    def key(p: Params) -> str:  # what decides a seed's result: the model and training sections (threads
-        # included), the dataset, the kernels (a pool trained before the portable kernels is not reused)
+    def key(p: Params) -> str:  # what decides a seed's result: the model and training sections, the dataset,
+        # and what run_info records as deciding the bits (torch, kernels, threads)
         return json.dumps({"model": dataclasses.asdict(p.model), "train": dataclasses.asdict(p.train) | {"seed": None},
-                           "dataset": p.prepare.dataset, "linear": linear.describe(),
-                           "mkl_cbwr": os.environ.get("MKL_CBWR")}, sort_keys=True)
+                           "dataset": p.prepare.dataset, "run_info": run_info(device)}, sort_keys=True)
 
     base = pool(params, args.pool, args.data, cache, key(params), "params.yaml", device, jobs)
     write_json(args.cache, cache)
