@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import statistics
 from typing import Callable
 
@@ -99,6 +100,12 @@ def fit_replicates(model_params: ModelParams, params: TrainParams, seeds: list[i
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_start_worker,
                              initargs=(data, params.threads)) as pool:
         try:
+            # Every worker started before the seeds are submitted: ProcessPoolExecutor.submit wakes its
+            # manager thread before it spawns the process it adds, so the manager can go on waiting
+            # without that worker's sentinel and hang for good if that worker dies (CPython 3.11,
+            # seen in CI). Once each worker has answered, submitting spawns nothing.
+            for warm in [pool.submit(os.getpid) for _ in range(jobs)]:
+                warm.result()
             futures = {pool.submit(_train_in_worker, model_params, params, seed): seed for seed in seeds}
             for future in as_completed(futures):
                 done(futures[future], future.result())

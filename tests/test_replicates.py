@@ -89,6 +89,8 @@ def test_a_killed_worker_is_one_clear_error_naming_the_seeds_left():
     victim = multiprocessing.active_children()[0]
     os.kill(victim.pid, signal.SIGKILL)
     thread.join(timeout=120)
+    for child in multiprocessing.active_children():  # on failure, no worker left training forever
+        child.kill()
     assert not thread.is_alive()
     assert outcome["error"].startswith("a worker process died before seeds [5, 6] were trained")
 
