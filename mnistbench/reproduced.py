@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-import sys
+
 
 from ruamel.yaml import YAML
 

@@ -7,11 +7,17 @@ c, plus noise, so a few training steps measurably reduce the loss.
 from __future__ import annotations
 
 import gzip
+import json
+import os
+import shutil
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+from ruamel.yaml import YAML
 
 from mnistbench.data import RawFile, digests
 from mnistbench.params import ModelParams
@@ -71,3 +77,58 @@ def write_mirror(root: Path, n_train: int = 300, n_test: int = 100, dataset: str
 def mirror(tmp_path) -> tuple[Path, tuple[RawFile, ...]]:
     root = tmp_path / "mirror"
     return root, write_mirror(root)
+
+
+def sh(repo: Path, env: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        pytest.fail(f"{' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def set_params(path: Path, **values) -> None:
+    yaml = YAML()  # round-trip: keeps comments and layout, as a user's edit would
+    tree = yaml.load(path.read_text())
+    for key, value in values.items():
+        section, name = key.split("__")
+        tree[section][name] = value
+    with open(path, "w") as f:
+        yaml.dump(tree, f)
+
+
+TRACKED = ["dvc.yaml", "params.yaml", ".dvcignore", "stages", "mnistbench"]
+
+
+def e2e_repo(base: Path) -> tuple[Path, dict, subprocess.CompletedProcess]:
+    """A git + DVC repository of this project's pipeline on tiny mirrors (300 training images, 2
+    epochs, 3 replicates) in base/repo, after its first `dvc repro`: (repo, env for dvc, repro)."""
+    repo, mirror = base / "repo", base / "mirror"
+    repo.mkdir()
+    for name in TRACKED:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, repo / name)
+    files = write_mirror(mirror, n_train=300, n_test=100)
+    fashion = write_mirror(mirror, n_train=300, n_test=100, dataset="fashion-mnist", seed=5)
+    (repo / "mnistbench" / "datasets.json").write_text(json.dumps({name: {
+        "train_size": 300, "test_size": 100, "classes": [f"class {c}" for c in range(10)],
+        "files": {f.name: {"md5": f.md5, "sha256": f.sha256} for f in pinned}}
+        for name, pinned in (("mnist", files), ("fashion-mnist", fashion))}))
+    set_params(repo / "params.yaml", prepare__val_size=50, train__epochs=2, train__device="cpu",
+               evaluate__misclassified_shown=5, replicates__n=3, replicates__jobs=2)
+
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               DATA_MIRROR=str(mirror), DVC_NO_ANALYTICS="1", GIT_CONFIG_NOSYSTEM="1")
+    env.pop("PYTHONPATH", None)  # stages must find the package from the repo root, as for a user
+    sh(repo, env, "git", "init", "-q", "-b", "main")
+    sh(repo, env, "git", "config", "user.name", "e2e test")
+    sh(repo, env, "git", "config", "user.email", "e2e@example.invalid")
+    sh(repo, env, "dvc", "init", "-q")
+    sh(repo, env, "dvc", "config", "core.analytics", "false")
+    sh(repo, env, "dvc", "config", "core.check_update", "false")
+    first = sh(repo, env, "dvc", "repro")
+    return repo, env, first
+
+

@@ -14,15 +14,13 @@ import time
 from pathlib import Path
 
 import pytest
-from ruamel.yaml import YAML
 
-from conftest import ROOT, write_mirror
+from conftest import e2e_repo, set_params, sh
 from mnistbench.cli import RESTORE
 from mnistbench.reproduced import results_only
 
 pytestmark = pytest.mark.slow
 
-TRACKED = ["dvc.yaml", "params.yaml", ".dvcignore", "stages", "mnistbench"]
 OUTPUTS = ["data/prepared/train.pt", "data/prepared/val.pt", "data/prepared/test.pt", "models/model.pt",
            "metrics/train.json", "metrics/run_info.json", "metrics/test.json", "metrics/per_class.json", "dvclive/metrics.json",
            "dvclive/plots/metrics/train/loss.tsv", "dvclive/plots/metrics/val/accuracy.tsv",
@@ -32,60 +30,15 @@ OUTPUTS = ["data/prepared/train.pt", "data/prepared/val.pt", "data/prepared/test
 MEASURED = ["metrics/time/train.json", "metrics/time/evaluate.json", "metrics/time/replicates.json"]  # times: never the same twice
 
 
-def sh(repo: Path, env: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        pytest.fail(f"{' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
-    return result
-
-
 def workspace_bytes(repo: Path) -> dict[str, str]:
     """SHA-256 of every file that a refused run must leave as it was."""
     files = [p for folder in ("models", "data", "metrics", "plots", "dvclive") for p in (repo / folder).rglob("*") if p.is_file()]
     return {str(p.relative_to(repo)): hashlib.sha256(p.read_bytes()).hexdigest() for p in [*files, repo / "dvc.lock"]}
 
 
-def set_params(path: Path, **values) -> None:
-    yaml = YAML()  # round-trip: keeps comments and layout, as a user's edit would
-    tree = yaml.load(path.read_text())
-    for key, value in values.items():
-        section, name = key.split("__")
-        tree[section][name] = value
-    with open(path, "w") as f:
-        yaml.dump(tree, f)
-
-
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
-    base = tmp_path_factory.mktemp("e2e")
-    repo, mirror = base / "repo", base / "mirror"
-    repo.mkdir()
-    for name in TRACKED:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, repo / name)
-    files = write_mirror(mirror, n_train=300, n_test=100)
-    fashion = write_mirror(mirror, n_train=300, n_test=100, dataset="fashion-mnist", seed=5)
-    (repo / "mnistbench" / "datasets.json").write_text(json.dumps({name: {
-        "train_size": 300, "test_size": 100, "classes": [f"class {c}" for c in range(10)],
-        "files": {f.name: {"md5": f.md5, "sha256": f.sha256} for f in pinned}}
-        for name, pinned in (("mnist", files), ("fashion-mnist", fashion))}))
-    set_params(repo / "params.yaml", prepare__val_size=50, train__epochs=2, train__device="cpu",
-               evaluate__misclassified_shown=5, replicates__n=3, replicates__jobs=2)
-
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               DATA_MIRROR=str(mirror), DVC_NO_ANALYTICS="1", GIT_CONFIG_NOSYSTEM="1")
-    env.pop("PYTHONPATH", None)  # stages must find the package from the repo root, as for a user
-    sh(repo, env, "git", "init", "-q", "-b", "main")
-    sh(repo, env, "git", "config", "user.name", "e2e test")
-    sh(repo, env, "git", "config", "user.email", "e2e@example.invalid")
-    sh(repo, env, "dvc", "init", "-q")
-    sh(repo, env, "dvc", "config", "core.analytics", "false")
-    sh(repo, env, "dvc", "config", "core.check_update", "false")
-    first = sh(repo, env, "dvc", "repro")
-    return repo, env, first
+    return e2e_repo(tmp_path_factory.mktemp("e2e"))
 
 
 def test_repro_runs_all_stages_and_writes_every_output(repo):
