@@ -141,18 +141,26 @@ def main() -> None:
                              "outputs then travel through --git-remote and the default DVC remote")
     parser.add_argument("--git-remote", default="origin", metavar="NAME",
                         help="with --address: the git remote every node clones from and pushes to (default origin)")
+    parser.add_argument("--target", metavar="STAGE", help="run only up to this stage, e.g. evaluate: the single "
+                        "model without the replicates (`dvc exp run STAGE`; default: the whole pipeline)")
     parser.add_argument("--dry-run", action="store_true", help="print the dvc commands, run nothing")
     args = parser.parse_args()
     if args.jobs < 1:
         parser.error(f"--jobs {args.jobs}: must be at least 1")
     runs = combinations([parse_override(arg) for arg in args.overrides])
-    commands = [["dvc", "exp", "run", *itertools.chain.from_iterable(("-S", o) for o in run)] for run in runs]
+    targets = [args.target] if args.target else []
+    commands = [["dvc", "exp", "run", *itertools.chain.from_iterable(("-S", o) for o in run), *targets] for run in runs]
     if args.dry_run:
         print("\n".join(" ".join(c) for c in commands))
         return
     if subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], capture_output=True).returncode != 0:
         raise SystemExit("grid: error: no commit yet; experiments start from a commit: commit the pipeline first")
     checked = check_values(runs)
+    if args.target:
+        from ruamel.yaml import YAML
+        stages = list((YAML(typ="safe").load(open("dvc.yaml")) or {}).get("stages", {}))
+        if args.target not in stages:
+            raise SystemExit(f"grid: error: --target {args.target}: dvc.yaml has no such stage; its stages: {', '.join(stages)}")
     if args.jobs == 1 and not args.address:
         changed = dirty(RESTORED)
         if changed:
@@ -170,7 +178,7 @@ def main() -> None:
                              "last commit and would not see them: commit or stash them first")
         lock = hold_lock(shared=True)
         try:
-            on_ray(runs, checked, args)
+            on_ray(runs, checked, args, targets)
         finally:
             lock.close()
 
@@ -205,7 +213,7 @@ def report(runs: list[list[str]], results: list[tuple[list[str], str]], interrup
         raise SystemExit(1)
 
 
-def on_ray(runs: list[list[str]], checked: list, args) -> None:
+def on_ray(runs: list[list[str]], checked: list, args, targets: list[str]) -> None:
     from mnistbench import ray_grid
 
     head = git("rev-parse", "HEAD")
@@ -238,7 +246,7 @@ def on_ray(runs: list[list[str]], checked: list, args) -> None:
     extras = [[] if any(o.startswith("replicates.jobs=") for o in run) else ["replicates.jobs=1"] for run in runs]
     threads = [params.train.threads for params in checked]
     try:
-        outcomes, interrupted = ray_grid.run_grid(runs, extras, target, args.jobs, args.address, threads, [],
+        outcomes, interrupted = ray_grid.run_grid(runs, extras, target, args.jobs, args.address or None, threads, targets,
                                                   lambda line: print(line, flush=True))
     except ray_grid.RemoteError as e:
         raise SystemExit(f"grid: error: {e}") from None
