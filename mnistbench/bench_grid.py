@@ -5,8 +5,9 @@
 
 Both sides run `python -m mnistbench.grid` in a scratch clone of HEAD that shares this
 repository's DVC cache (the prepared data is checked out, not rebuilt), on `--runs` seeds of the
-configuration in params.yaml; each side gets its own seeds (1001.. and 2001..), so neither
-restores the other's runs from the run cache. The in-turn side goes first. Reports the wall
+configuration in params.yaml; each side gets its own seeds, new at each invocation (from the
+clock: S+1.. and S+1001.., S = seconds since 1970 × 10,000), so nothing is restored from the run
+cache, which the clone shares. The in-turn side goes first. Reports the wall
 times, their ratio, Ray's start-up (ray.init, as the grid prints it) and the largest resident
 memory of one Ray task's process tree (its Ray worker, `dvc exp run` and the stage's Python),
 sampled every 0.5 s, and of Ray's own processes. Needs HEAD's outputs in the DVC cache (`dvc repro`
@@ -101,10 +102,11 @@ def main() -> None:
         for command in (["git", "checkout", "-q", head], ["dvc", "cache", "dir", "--local", os.path.abspath(cache)],
                         ["dvc", "checkout", "-q"]):
             subprocess.run(command, cwd=clone, env=env, check=True, capture_output=True)
-        in_turn, _ = side(clone, 1, [1001 + i for i in range(args.runs)], args.target, env)
+        base = int(time.time()) * 10_000
+        in_turn, _ = side(clone, 1, [base + 1 + i for i in range(args.runs)], args.target, env)
         sampler = MemorySampler()
         sampler.start()
-        on_ray, out = side(clone, args.jobs, [2001 + i for i in range(args.runs)], args.target, env)
+        on_ray, out = side(clone, args.jobs, [base + 1001 + i for i in range(args.runs)], args.target, env)
         sampler.stop.set()
         sampler.join()
     finally:
