@@ -1,7 +1,7 @@
 """What Ray buys a grid: the same grid in turn (--jobs 1) and as Ray tasks (--jobs N), one after the other.
 
     python -m mnistbench.bench_grid                          # 4 runs of the single model (dvc exp run evaluate)
-    python -m mnistbench.bench_grid --runs 4 --target replicates --output bench_grid.md
+    python -m mnistbench.bench_grid --runs 4 --target all --output bench_grid.md   # whole pipelines
 
 Both sides run `python -m mnistbench.grid` in a scratch clone of HEAD that shares this
 repository's DVC cache (the prepared data is checked out, not rebuilt), on `--runs` seeds of the
@@ -88,9 +88,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=4, help="runs per side (default 4)")
     parser.add_argument("--jobs", type=int, default=2, help="the Ray side's --jobs (default 2: this machine's cores)")
     parser.add_argument("--target", default="evaluate",
-                        help="stage each run goes up to (default evaluate: the single model; replicates: all)")
+                        help="stage each run goes up to (default evaluate: the single model; all: the whole pipeline)")
     parser.add_argument("--output", type=Path, help="also write the Markdown table here")
     args = parser.parse_args()
+    args.target = None if args.target == "all" else args.target
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     cache = subprocess.run(["dvc", "cache", "dir"], capture_output=True, text=True, check=True).stdout.strip()
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}

@@ -19,9 +19,10 @@ USER_ERRORS = {"mnistbench.data": "DataError", "mnistbench.files": "FileFormatEr
                "mnistbench.replicates": "WorkerError"}
 
 # Brings back the last committed results: the lock and the uncached metrics and plots from git,
-# then the cached outputs (models/, data/) that the lock names, from DVC's cache. params.yaml is
-# left as it is.
-RESTORE = "git checkout HEAD -- dvc.lock metrics plots dvclive && dvc checkout"
+# then the cached outputs (models/, data/, run records, DVCLive's history) that the lock names, from
+# DVC's cache. --force: an interrupted stage leaves half-written outputs that are in no cache, and
+# DVC refuses to replace unsaved files without it. params.yaml is left as it is.
+RESTORE = "git checkout HEAD -- dvc.lock metrics plots dvclive && dvc checkout --force"
 
 
 def _user_errors() -> tuple[type[Exception], ...]:

@@ -72,7 +72,8 @@ def dirty(paths: list[str]) -> list[str]:
 
 def restore() -> None:
     subprocess.run(["git", "checkout", "HEAD", "--", *RESTORED], check=True)
-    if subprocess.run(["dvc", "checkout", "--quiet"]).returncode != 0:  # DVC outputs back to what dvc.lock says
+    # DVC outputs back to what dvc.lock says; --force: an interrupted run's half-written outputs are in no cache
+    if subprocess.run(["dvc", "checkout", "--quiet", "--force"]).returncode != 0:
         print("grid: warning: `dvc checkout` could not restore every output of HEAD; run `dvc pull` or `dvc repro`",
               file=sys.stderr)
 

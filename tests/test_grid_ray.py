@@ -157,6 +157,10 @@ def test_a_two_node_cluster_sees_the_repository_only_through_its_git_and_dvc_rem
         sh(path, env, "git", "push", "-q", "origin", "HEAD:main")
         no_dvc = sh(path, env, *GRID, "--jobs", "2", "--address", cluster.address, "-S", "train.lr=0.1", check=False)
         sh(path, env, "dvc", "push", "-q")
+        # a remote the driver reaches and the workers do not: a path relative to the repository
+        sh(path, env, "git", "remote", "set-url", "origin", os.path.relpath(bare, path))
+        unreachable = sh(path, env, *GRID, "--jobs", "2", "--address", cluster.address, "-S", "train.lr=0.1", check=False)
+        sh(path, env, "git", "remote", "set-url", "origin", str(bare))
         started = time.monotonic()
         grid = sh(path, env, *GRID, "--jobs", "2", "--address", cluster.address,
                   "-S", "train.lr=0.04,0.05", "-S", "train.epochs=1")
@@ -165,6 +169,9 @@ def test_a_two_node_cluster_sees_the_repository_only_through_its_git_and_dvc_rem
         cluster.shutdown()
     assert no_git.returncode == 1 and "is not on the git remote origin: `git push` it first" in no_git.stderr, no_git.stderr
     assert no_dvc.returncode == 1 and "the default DVC remote" in no_dvc.stderr and "dvc push" in no_dvc.stderr, no_dvc.stderr
+    assert unreachable.returncode == 1 and unreachable.stderr.startswith(
+        f"grid: error: cannot clone the git remote {os.path.relpath(bare, path)} from "), unreachable.stderr
+    assert len(unreachable.stderr.strip().splitlines()) == 1
     assert "2 CPUs on 2 node(s)" in grid.stdout and "grid: 2 of 2 run" in grid.stdout, grid.stdout
     new = {k: v for k, v in experiments(path, env).items() if k not in before}
     assert sorted(v["params"]["train"]["lr"] for v in new.values()) == [0.04, 0.05]

@@ -57,7 +57,7 @@ def test_repro_runs_all_stages_and_writes_every_output(repo):
     live = json.loads((path / "dvclive/metrics.json").read_text())
     assert live["step"] == 1 and set(live) == {"train", "val", "step"}
     assert live["train"] == {k: v for k, v in json.loads((path / "metrics/train.json").read_text())["train"].items()}
-    assert sorted(p.name for p in (path / "dvclive").rglob("*") if p.is_file()) == [
+    assert sorted(p.name for p in (path / "dvclive").rglob("*") if p.is_file() and p.name != ".gitignore") == [
         "accuracy.tsv", "accuracy.tsv", "loss.tsv", "loss.tsv", "metrics.json"]  # DVCLive wrote nothing else
     assert json.loads((path / "metrics/train.json").read_text())["parameters"] == 109_386
     assert json.loads((path / "metrics/time/train.json").read_text())["train_seconds"] > 0
@@ -286,7 +286,7 @@ def test_an_interrupted_stage_says_the_command_that_brings_the_previous_results_
     assert not (path / "models/model.pt").exists()
 
     restore = hint.split("`")[1]
-    assert restore == "git checkout HEAD -- dvc.lock metrics plots dvclive && dvc checkout"
+    assert restore == "git checkout HEAD -- dvc.lock metrics plots dvclive && dvc checkout --force"
     subprocess.run(restore, shell=True, cwd=path, env=env, check=True, capture_output=True)
     assert workspace_bytes(path) == before
     assert (path / "params.yaml").read_text() != params  # the user's edit stays theirs
