@@ -30,11 +30,24 @@ def _user_errors() -> tuple[type[Exception], ...]:
     return (ParamsError, *loaded)
 
 
+def die_with_parent() -> None:
+    """Under a grid's Ray task (MNISTBENCH_DIE_WITH_PARENT, mnistbench/ray_grid.py): end when the
+    `dvc` that started this stage ends, so a cancelled or killed run leaves no stage training on."""
+    if os.environ.get("MNISTBENCH_DIE_WITH_PARENT") and sys.platform == "linux":
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the parent was already gone
+            os._exit(1)
+
+
 def run_stage(name: str, main: Callable[[], None], outputs_kept: bool = False) -> None:
     """Run a stage's main() as the whole process, and end the process when it returns.
 
     outputs_kept: the stage's outputs are `persist: true` in dvc.yaml, so DVC never deletes them.
     """
+    die_with_parent()
     try:
         _run(name, main)
     except BaseException as e:

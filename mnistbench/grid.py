@@ -228,11 +228,15 @@ def on_ray(runs: list[list[str]], checked: list, args, targets: list[str]) -> No
             raise SystemExit(f"grid: error: no git remote {args.git_remote!r}: the cluster's nodes clone from one "
                              "every node reaches: `git remote add origin URL` and `git push`, or name it with --git-remote")
         url = url.stdout.strip()
-        if subprocess.run(["git", "ls-remote", "--exit-code", url, "HEAD"], capture_output=True,
-                          timeout=60).returncode not in (0, 2):
+        try:
+            reached = subprocess.run(["git", "ls-remote", "--exit-code", url, "HEAD"], capture_output=True,
+                                     timeout=60).returncode in (0, 2)
+        except subprocess.TimeoutExpired:
+            reached = False
+        if not reached:
             raise SystemExit(f"grid: error: cannot reach the git remote {args.git_remote} ({url}): fix the URL or the access")
         if subprocess.run(["git", "fetch", "--quiet", args.git_remote], capture_output=True).returncode != 0 or \
-                not git("branch", "-r", "--contains", head):
+                not git("branch", "-r", "--contains", head, "--list", f"{args.git_remote}/*"):
             raise SystemExit(f"grid: error: commit {head[:7]} is not on the git remote {args.git_remote}: "
                              "`git push` it first, the nodes clone it from there")
         status = subprocess.run(["dvc", "status", "--cloud", "--quiet"], capture_output=True, text=True)

@@ -64,6 +64,25 @@ def _die_with_parent() -> None:  # a dvc whose Ray worker was killed stops too, 
         pass
 
 
+def _run_dvc(command: list[str], cwd: str, env: dict) -> subprocess.CompletedProcess:
+    """`dvc exp run` in its own process group, with its stages: when this task is cancelled (the
+    grid's Ctrl-C), the whole group is killed, not dvc alone; when this task's worker process is
+    killed, dvc dies with it (PR_SET_PDEATHSIG) and so does its stage (mnistbench.cli.run_stage sets
+    the same on MNISTBENCH_DIE_WITH_PARENT): no orphan trains on, or pushes a stray experiment."""
+    # bash -c execs a single command, so a stage's parent is dvc itself (dash forks and waits)
+    env = {**env, "MNISTBENCH_DIE_WITH_PARENT": "1", "SHELL": shutil.which("bash") or env.get("SHELL", "/bin/sh")}
+    process = subprocess.Popen(command, cwd=cwd, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True, preexec_fn=_die_with_parent)
+    try:
+        stdout, stderr = process.communicate()
+    except BaseException:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
 def _tools() -> tuple[str, dict[str, str]]:
     """dvc beside this worker's Python (the locked environment), and a PATH where stages find that Python."""
     bin_dir = os.path.dirname(sys.executable)
@@ -110,8 +129,7 @@ def run_in_clone(target: Target, overrides: list[str], extra: list[str], dvc_arg
             sh(dvc, "pull", "--quiet", "--run-cache", remote="cannot pull the baseline's outputs from the DVC remote")
         command = [dvc, "exp", "run", *[a for o in overrides + extra for a in ("-S", o)], *dvc_args]
         for attempt in (1, 2):
-            ran = subprocess.run(command, cwd=clone, env=env, capture_output=True, text=True,
-                                 preexec_fn=_die_with_parent)
+            ran = _run_dvc(command, clone, env)
             if ran.returncode >= 0:  # < 0: killed by a signal; once more, from the same clone
                 break
         output = ran.stdout + ran.stderr
@@ -173,6 +191,10 @@ def run_grid(runs: list[list[str]], extras: list[list[str]], target: Target, job
                     + (" (its dvc exp run was killed: ran it again)" if o["attempts"] > 1 else "")
                     if o["ok"] else f"FAILED ({' '.join(runs[i])}): {o['detail']}"))
         except KeyboardInterrupt:
+            log("grid: interrupted: stopping the runs still going (their dvc and stages) ...")
+            for ref in running:
+                ray.cancel(ref)  # KeyboardInterrupt in the task: _run_dvc kills its process group
+            ray.wait(list(running), num_returns=len(running), timeout=30)
             for ref in running:
                 ray.cancel(ref, force=True)
             return outcomes, True

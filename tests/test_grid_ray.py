@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -118,8 +119,45 @@ def test_a_killed_worker_is_retried_and_every_run_comes_back_once(repo):
     os.kill(worker, signal.SIGKILL)  # the Ray worker process running one of the two runs
     out, _ = grid.communicate(timeout=300)
     assert grid.returncode == 0, out
+    assert grid_processes() == []  # the killed worker's dvc and stage died with it
     new = {k: v for k, v in experiments(path, env).items() if k not in before}
     assert sorted(v["params"]["train"]["seed"] for v in new.values()) == [11, 12], out  # retried, not doubled
+
+
+def grid_processes() -> list[int]:
+    """Every process (dvc, its stages) still working in a grid's clone."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and "mnistbench-grid-" in os.readlink(proc / "cwd"):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_ctrl_c_keeps_the_finished_run_and_leaves_nothing_running(repo):
+    path, env = repo
+    before, state = set(experiments(path, env)), tracked_state(path, env)
+    grid = subprocess.Popen([*GRID, "--jobs", "2", "-S", "train.epochs=1,100000", "-S", "train.seed=31"], cwd=path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in grid.stdout:  # the 1-epoch run finishes; the other trains on
+        lines.append(line)
+        if re.match(r"grid: \[1/2\] \S+ in ", line):
+            break
+    time.sleep(2)
+    grid.send_signal(signal.SIGINT)
+    out = "".join(lines) + grid.communicate(timeout=120)[0]
+    assert grid.returncode == 130, out
+    assert "grid: 1 of 2 run; interrupted" in out, out
+    new = {k: v for k, v in experiments(path, env).items() if k not in before}
+    assert [v["params"]["train"]["epochs"] for v in new.values()] == [1]
+    deadline = time.monotonic() + 20
+    while grid_processes() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert grid_processes() == []  # no dvc, no stage training on in an abandoned clone
+    assert tracked_state(path, env) == state
 
 
 def test_two_grids_at_once_both_succeed_and_a_grid_in_turn_refuses_meanwhile(repo):
