@@ -2,12 +2,15 @@
 
     python -m mnistbench.bench_replicates                 # default: 10 seeds, params.yaml's training
     python -m mnistbench.bench_replicates --seeds 10 --epochs 3 --rounds 3 --output bench_replicates.md
+    python -m mnistbench.bench_replicates --device cuda --seeds 100    # on a GPU: the seeds batched
 
 Times, in one process and interleaved round by round, (a) one seed trained and scored as the train
 and evaluate stages do it (mnistbench.replicates.train_one), at 1 and at 2 torch threads, and (b)
 `--seeds` seeds as the replicates stage trains them (mnistbench.replicates.fit_replicates), `--jobs`
 worker processes at train.threads threads each, their start-up included. Reports the median wall
-time of each over the rounds and the ratio of (b) to the best of (a). Run `dvc repro prepare`
+time of each over the rounds and the ratio of (b) to the best of (a). On a GPU (`--device cuda`),
+(a) is one seed on the GPU and (b) the seeds trained at once as one batched model, as the stage
+trains an MLP's seeds there (mnistbench/batched.py); each timing ends with the results on the CPU. Run `dvc repro prepare`
 first, and time on an idle machine: a second busy process on 2 cores slows both many times over.
 """
 
@@ -22,8 +25,9 @@ from pathlib import Path
 
 import torch
 
+from mnistbench.batched import ARCHS
 from mnistbench.files import write_text
-from mnistbench.params import load_params
+from mnistbench.params import ParamsError, load_params
 from mnistbench.replicates import fit_replicates, quiet, seed_block, train_one
 from mnistbench.train import configure_torch, load_normalized
 
@@ -34,6 +38,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, help="worker processes of (b) (default: replicates.jobs)")
     parser.add_argument("--epochs", type=int, help="epochs per run (default: train.epochs)")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds; medians over them (default 3)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: train.device")
     parser.add_argument("--data", type=Path, default=Path("data/prepared"))
     parser.add_argument("--output", type=Path, help="also write the Markdown table here")
     args = parser.parse_args()
@@ -42,15 +47,21 @@ def main() -> None:
         parser.error("--seeds and --jobs must be at least 1")
     jobs = args.jobs or params.replicates.jobs
     train_params = dataclasses.replace(params.train, epochs=args.epochs or params.train.epochs)
-    device = configure_torch(train_params.threads, params.train.device)
+    try:
+        device = configure_torch(train_params.threads, args.device or params.train.device)
+    except ParamsError as e:
+        parser.error(str(e).replace("params.yaml: train.device", "--device") if args.device else str(e))
     mean, std = train_params.normalize_mean, train_params.normalize_std
     data = tuple(load_normalized(args.data / f"{split}.pt", mean, std, device) for split in ("train", "val", "test"))
     seeds = seed_block(train_params, args.seeds)
 
     runs = {}
-    for threads in (1, 2):
-        runs[f"1 seed, {threads} thread(s)"] = (threads, lambda: train_one(params.model, train_params, seeds[0], data, device))
+    for threads in (1, 2) if device.type == "cpu" else (train_params.threads,):
+        name = f"1 seed, {threads} thread(s)" if device.type == "cpu" else f"1 seed on {device.type}"
+        runs[name] = (threads, lambda: train_one(params.model, train_params, seeds[0], data, device))
     many = f"{args.seeds} seeds, {jobs} process(es) at {train_params.threads} thread(s) each"
+    if device.type == "cuda":
+        many = f"{args.seeds} seeds on {device.type}, " + ("batched" if params.model.arch in ARCHS else "one after another")
     runs[many] = (train_params.threads, lambda: fit_replicates(params.model, train_params, seeds, data, device,
                                                                 jobs=jobs, log=quiet))
     times: dict[str, list[float]] = {name: [] for name in runs}
@@ -64,14 +75,15 @@ def main() -> None:
 
     medians = {name: statistics.median(values) for name, values in times.items()}
     one = min(v for name, v in medians.items() if name != many)
-    lines = [f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {train_params.epochs} epochs "
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    lines = [f"{where}, torch {torch.__version__}, {train_params.epochs} epochs "
              f"of {params.model.arch}, batch {train_params.batch_size}, each run trained and scored; "
              f"medians of {args.rounds} interleaved rounds", "",
              "| training | wall time (s), median | all rounds (s) |", "|---|---|---|"]
     for name, values in times.items():
         lines.append(f"| {name} | {medians[name]:.2f} | " + ", ".join(f"{v:.2f}" for v in values) + " |")
     lines += ["", f"{args.seeds} seeds cost **{medians[many] / one:.2f}x** one seed at its best thread count: "
-                  f"{medians[many] / args.seeds / one:.2f} of a single run per seed."]
+                  f"{medians[many] / args.seeds / one:.3g} of a single run per seed."]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.output:

@@ -5,18 +5,20 @@
     scores = [scores for scores, _ in results]                  # [{"accuracy", "macro_f1", "loss"}, ...]
     summary = summarize([row["accuracy"] for row in scores])     # n, mean, sd, min, max, 95% CI
 
-Each seed is trained by mnistbench.train.fit, the train stage's own code, so replicate k is to the
+On the CPU each seed is trained by mnistbench.train.fit, the train stage's own code, so replicate k is to the
 bit the model that `dvc exp run -S train.seed=k` trains, and it inherits that model's promise of
 the same bytes on any x86-64 CPU (mnistbench/linear.py). `jobs` seeds train at once, each in its own
 worker process (spawned: torch's OpenMP does not survive a fork) at train.threads threads, the
 splits shared with it through shared memory; the bits do not depend on the number of jobs.
 
-Why processes and not one batched model: the seeds' weights stacked as (S, in, out) and trained
+Why processes and not one batched model on the CPU: the seeds' weights stacked as (S, in, out) and trained
 with batched matrix products (`torch.baddbmm`, one fused Adam step) was this module's first design.
 Its batched products run on MKL, whose kernels differ between Intel and AMD CPUs unless
 MKL_CBWR=COMPATIBLE, and then they are no faster per seed than single runs: measured side by side
 (docs/results.md, "Replicates"), 10 seeds batched at 2 threads and 10 seeds in 2 processes took the same
 time, and the batched replicates matched single runs only to float rounding, CNNs not at all.
+On a GPU, where seeds one after another leave it idle and no bits are portable anyway, that design
+is what trains an MLP's seeds (mnistbench/batched.py).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Callable
 
 import torch
 
+from mnistbench import batched
 from mnistbench.model import predict_logits
 from mnistbench.params import ModelParams, TrainParams
 from mnistbench.train import EVAL_BATCH_SIZE, fit
@@ -77,7 +80,9 @@ def fit_replicates(model_params: ModelParams, params: TrainParams, seeds: list[i
                    device: torch.device, jobs: int = 1,
                    log: Callable[[str], None] = print) -> list[tuple[dict, dict[str, torch.Tensor]]]:
     """(scores, state_dict) per seed, in seed order: each seed trained and scored as a single run,
-    `jobs` seeds at a time in worker processes (CPU; on a GPU, one after another in this process)."""
+    `jobs` seeds at a time in worker processes on the CPU. On a GPU, an MLP's seeds train at once
+    as one batched model (mnistbench.batched: to float rounding, not to the bit, the single runs), and
+    a CNN's one after another in this process."""
     from mnistbench import evaluate as ev  # scikit-learn: in this process only
 
     jobs = min(jobs, len(seeds)) if device.type == "cpu" else 1
@@ -89,6 +94,11 @@ def fit_replicates(model_params: ModelParams, params: TrainParams, seeds: list[i
         results[seed] = ev.score(y_true, logits)[0], state_dict  # as the evaluate stage scores the single model
         log(f"seed {seed}: test accuracy {results[seed][0]['accuracy']:.4f} ({len(results)}/{len(seeds)} seeds done)")
 
+    if device.type == "cuda" and model_params.arch in batched.ARCHS:
+        state_dicts, logits = batched.fit_batched(model_params, params, seeds, data, device)
+        for seed, seed_logits, state_dict in zip(seeds, logits, state_dicts):
+            done(seed, (seed_logits, state_dict))
+        return [results[seed] for seed in seeds]
     if jobs == 1:
         for seed in seeds:
             done(seed, train_one(model_params, params, seed, data, device))
