@@ -10,7 +10,9 @@ and evaluate stages do it (mnistbench.replicates.train_one), at 1 and at 2 torch
 worker processes at train.threads threads each, their start-up included. Reports the median wall
 time of each over the rounds and the ratio of (b) to the best of (a). On a GPU (`--device cuda`),
 (a) is one seed on the GPU and (b) the seeds trained at once as one batched model, as the stage
-trains an MLP's seeds there (mnistbench/batched.py); each timing ends with the results on the CPU. Run `dvc repro prepare`
+trains an MLP's seeds there (mnistbench/batched.py); each timing ends with the results on the CPU.
+On the CPU, for an MLP, (c) times that batched training too, at 2 threads: the stage's design on a
+GPU, and the evidence for not using it on the CPU. Run `dvc repro prepare`
 first, and time on an idle machine: a second busy process on 2 cores slows both many times over.
 """
 
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from mnistbench.batched import ARCHS
+from mnistbench.batched import ARCHS, fit_batched
 from mnistbench.files import write_text
 from mnistbench.params import ParamsError, load_params
 from mnistbench.replicates import fit_replicates, quiet, seed_block, train_one
@@ -64,6 +66,9 @@ def main() -> None:
         many = f"{args.seeds} seeds on {device.type}, " + ("batched" if params.model.arch in ARCHS else "one after another")
     runs[many] = (train_params.threads, lambda: fit_replicates(params.model, train_params, seeds, data, device,
                                                                 jobs=jobs, log=quiet))
+    lockstep = f"{args.seeds} seeds batched in 1 process at 2 threads (mnistbench.batched; the stage's GPU design)"
+    if device.type == "cpu" and params.model.arch in ARCHS:
+        runs[lockstep] = (2, lambda: fit_batched(params.model, train_params, seeds, data, device))
     times: dict[str, list[float]] = {name: [] for name in runs}
     for round_ in range(args.rounds):
         for name, (threads, run) in runs.items():
@@ -74,7 +79,7 @@ def main() -> None:
             print(f"round {round_ + 1}: {name}: {times[name][-1]:.2f} s", flush=True)
 
     medians = {name: statistics.median(values) for name, values in times.items()}
-    one = min(v for name, v in medians.items() if name != many)
+    one = min(v for name, v in medians.items() if name not in (many, lockstep))
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
     lines = [f"{where}, torch {torch.__version__}, {train_params.epochs} epochs "
              f"of {params.model.arch}, batch {train_params.batch_size}, each run trained and scored; "
@@ -84,6 +89,8 @@ def main() -> None:
         lines.append(f"| {name} | {medians[name]:.2f} | " + ", ".join(f"{v:.2f}" for v in values) + " |")
     lines += ["", f"{args.seeds} seeds cost **{medians[many] / one:.2f}x** one seed at its best thread count: "
                   f"{medians[many] / args.seeds / one:.3g} of a single run per seed."]
+    if lockstep in medians:
+        lines.append(f"Batched in one process: **{medians[lockstep] / one:.2f}x**.")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.output:
