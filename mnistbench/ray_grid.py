@@ -40,6 +40,7 @@ import time
 from typing import Callable
 
 RAN = re.compile(r"Ran experiment\(s\): (\S+)")
+CLONES = "mnistbench-grid-"  # the prefix of each run's temp folder
 CACHED = "is cached - skipping run"  # DVC's line for a stage restored from the run cache
 
 
@@ -103,7 +104,8 @@ def run_in_clone(target: Target, overrides: list[str], extra: list[str], dvc_arg
     raises RemoteError when the git or DVC remote cannot be reached."""
     dvc, path = _tools()
     env = {**os.environ, **target.env, **path, "DVC_NO_ANALYTICS": "1"}
-    workdir = tempfile.mkdtemp(prefix="mnistbench-grid-")
+    sweep_clones()  # a killed worker's clone, left on this node
+    workdir = tempfile.mkdtemp(prefix=f"{CLONES}{os.getpid()}-")  # its worker's pid: see sweep_clones
     clone = os.path.join(workdir, "repo")
 
     def sh(*args: str, remote: str | None = None, **kw) -> subprocess.CompletedProcess:
@@ -143,6 +145,27 @@ def run_in_clone(target: Target, overrides: list[str], extra: list[str], dvc_arg
                 "seconds": round(time.monotonic() - started, 1), "node": socket.gethostname()}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def sweep_clones() -> None:
+    """Remove the clones in this host's temp folder whose Ray worker process is gone: a worker killed
+    mid-run (out of memory, Ctrl-C's forced cancel, a test) never reaches its `finally`. A clone's
+    name holds its worker's pid; a live worker's, this grid's or another's, is left alone."""
+    root = tempfile.gettempdir()
+    for entry in os.listdir(root):
+        owner = re.fullmatch(re.escape(CLONES) + r"(\d+)-\w+", entry)
+        if owner and not _alive(int(owner.group(1))):
+            shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def check_address(address: str) -> None:
@@ -201,6 +224,7 @@ def run_grid(runs: list[list[str]], extras: list[list[str]], target: Target, job
         return outcomes, False
     finally:
         ray.shutdown()
+        sweep_clones()  # on this host: the clones of workers killed during the grid
 
 
 def _outcome(ray, ref) -> dict:

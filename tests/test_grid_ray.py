@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -122,6 +123,8 @@ def test_a_killed_worker_is_retried_and_every_run_comes_back_once(repo):
     assert grid_processes() == []  # the killed worker's dvc and stage died with it
     new = {k: v for k, v in experiments(path, env).items() if k not in before}
     assert sorted(v["params"]["train"]["seed"] for v in new.values()) == [11, 12], out  # retried, not doubled
+    clones = Path(env.get("TMPDIR") or tempfile.gettempdir())
+    assert not list(clones.glob(f"mnistbench-grid-{worker}-*"))  # its clone, which it never removed, is swept
 
 
 def grid_processes() -> list[int]:
