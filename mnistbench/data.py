@@ -181,7 +181,9 @@ def fetch(workdir: Path, mirrors: list[str], files: tuple[RawFile, ...], dataset
             downloaded = download(workdir, urls, tuple(missing), dataset)
         except DataError as e:
             also = "; ".join(p for f in missing for p in problems[f.name])
-            raise DataError(f"{e}{f' (also: {also})' if also else ''}") from None
+            offline = "" if mirrors else (f"; offline, set DATA_MIRROR to a folder holding {dataset}/<its files> "
+                                          f"(mnistbench/data.py)")
+            raise DataError(f"{e}{f' (also: {also})' if also else ''}{offline}") from None
         for f in missing:  # the content of every downloaded file too
             contents[f.name] = verified_content(downloaded / f.name, f, shown=downloaded / f.name)
 

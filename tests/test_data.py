@@ -220,6 +220,15 @@ def test_unreachable_url_mirror_is_reported_per_file(tmp_path, mirror):
         data.fetch(tmp_path / "work", ["http://127.0.0.1:9/datasets"], files)
 
 
+def test_unreachable_canonical_mirrors_say_how_to_work_offline(tmp_path, mirror, monkeypatch):
+    import torchvision
+
+    _, files = mirror
+    monkeypatch.setattr(torchvision.datasets.MNIST, "mirrors", ["http://127.0.0.1:9/"])  # no DATA_MIRROR: these
+    with pytest.raises(data.DataError, match=r"127\.0\.0\.1:9.*; offline, set DATA_MIRROR to a folder holding mnist/"):
+        data.fetch(tmp_path / "work", [], files)
+
+
 def test_split_is_seeded_disjoint_and_complete():
     images, labels = synthetic_digits(100, seed=3)
     images[:, 0, 0] = torch.arange(100, dtype=torch.uint8)  # tag each image with its index
