@@ -98,6 +98,7 @@ class Steps:
                  batch: int, graph: bool):
         self.model, self.optimizer, self.augment, self.x, self.y, self.size = model, optimizer, augment, x, y, size
         self.batch, self.graph, self.done, self.replay = batch, graph, 0, None
+        self.idx = self.draws = None  # the graph's input buffers, once it is captured
 
     def eager(self, idx: torch.Tensor, draws: torch.Tensor | None) -> None:
         xb, yb = self.x.index_select(0, idx), self.y.index_select(0, idx)

@@ -66,9 +66,9 @@ def main() -> None:
         many = f"{args.seeds} seeds on {device.type}, " + ("batched" if params.model.arch in ARCHS else "one after another")
     runs[many] = (train_params.threads, lambda: fit_replicates(params.model, train_params, seeds, data, device,
                                                                 jobs=jobs, log=quiet))
-    lockstep = f"{args.seeds} seeds batched in 1 process at 2 threads (mnistbench.batched; the stage's GPU design)"
+    batched_run = f"{args.seeds} seeds batched in 1 process at 2 threads (mnistbench.batched; the stage's GPU design)"
     if device.type == "cpu" and params.model.arch in ARCHS:
-        runs[lockstep] = (2, lambda: fit_batched(params.model, train_params, seeds, data, device))
+        runs[batched_run] = (2, lambda: fit_batched(params.model, train_params, seeds, data, device))
     times: dict[str, list[float]] = {name: [] for name in runs}
     for round_ in range(args.rounds):
         for name, (threads, run) in runs.items():
@@ -79,7 +79,7 @@ def main() -> None:
             print(f"round {round_ + 1}: {name}: {times[name][-1]:.2f} s", flush=True)
 
     medians = {name: statistics.median(values) for name, values in times.items()}
-    one = min(v for name, v in medians.items() if name not in (many, lockstep))
+    one = min(v for name, v in medians.items() if name not in (many, batched_run))
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
     lines = [f"{where}, torch {torch.__version__}, {train_params.epochs} epochs "
              f"of {params.model.arch}, batch {train_params.batch_size}, each run trained and scored; "
@@ -89,8 +89,8 @@ def main() -> None:
         lines.append(f"| {name} | {medians[name]:.2f} | " + ", ".join(f"{v:.2f}" for v in values) + " |")
     lines += ["", f"{args.seeds} seeds cost **{medians[many] / one:.2f}x** one seed at its best thread count: "
                   f"{medians[many] / args.seeds / one:.3g} of a single run per seed."]
-    if lockstep in medians:
-        lines.append(f"Batched in one process: **{medians[lockstep] / one:.2f}x**.")
+    if batched_run in medians:
+        lines.append(f"Batched in one process: **{medians[batched_run] / one:.2f}x**.")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.output:

@@ -28,11 +28,14 @@ unless -S sets replicates.jobs. See the results with `dvc exp show` or
 from __future__ import annotations
 
 import argparse
+import copy
 import itertools
 import os
 import re
 import subprocess
 import sys
+
+from mnistbench.ray_grid import RAN  # stdlib only at import: Ray loads in ray_grid.run_grid alone
 
 RESTORED = ["params.yaml", "dvc.lock", "metrics", "plots", "dvclive"]
 
@@ -92,9 +95,11 @@ def check_values(runs: list[list[str]]) -> list:
         load_params("params.yaml")
     except (ParamsError, OSError) as e:
         raise SystemExit(f"grid: error: {e}") from None
+    with open("params.yaml") as f:
+        base = YAML(typ="safe").load(f)
     checked = []
     for run in runs:
-        tree = YAML(typ="safe").load(open("params.yaml"))
+        tree = copy.deepcopy(base)
         for override in run:
             key, value = override.split("=", 1)
             *parents, leaf = key.split(".")
@@ -194,7 +199,7 @@ def in_turn(runs: list[list[str]], commands: list[list[str]]) -> None:
                 for line in process.stdout:  # shown as it comes: a CNN runs for minutes
                     sys.stdout.write(line)
                     sys.stdout.flush()
-                    name = re.search(r"Ran experiment\(s\): (\S+)", line) or name
+                    name = RAN.search(line) or name
             code = process.returncode
             results.append((run, name.group(1) if code == 0 and name else f"FAILED (exit {code})"))
     except KeyboardInterrupt:  # the experiments already finished are kept in their git refs

@@ -16,7 +16,8 @@ STAGES = YAML(typ="safe").load((ROOT / "dvc.yaml").read_text())["stages"]
 
 
 def local_imports(path: Path) -> set[str]:
-    """Paths (relative to ROOT) of this repo's modules that `path` imports anywhere in its code."""
+    """Paths (relative to ROOT) of this repo's modules that `path` imports anywhere in its code.
+    (The standard library's modulefinder would do it, but fails on namespace packages: ruamel.)"""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         names = []
