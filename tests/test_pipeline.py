@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -18,6 +19,8 @@ import pytest
 from conftest import e2e_repo, set_params, sh
 from mnistbench.cli import RESTORE
 from mnistbench.reproduced import results_only
+
+ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.slow
 
@@ -162,6 +165,11 @@ def test_queued_experiments_run_with_one_worker_and_show_side_by_side_and_a_bad_
     lrs = sorted(rev["data"]["params"]["params.yaml"]["data"]["train"]["lr"] for rev in experiments)
     assert lrs == [0.004, 0.005]
     assert all("accuracy" in rev["data"]["metrics"]["metrics/test.json"]["data"] for rev in experiments)
+    # README's readable `dvc exp show`: the params that differ and the three accuracies, nothing else
+    readable = next(line.split("  #")[0] for line in (ROOT / "README.md").read_text().splitlines()
+                    if line.startswith("dvc exp show --only-changed"))
+    header = sh(path, env, *shlex.split(readable), "--csv").stdout.splitlines()[0].split(",")
+    assert header == ["Experiment", "accuracy", "accuracy.mean", "accuracy.sd", "train.epochs", "train.lr"], header
 
 
 def test_push_and_pull_restore_data_and_model_without_rerunning(repo, tmp_path):
