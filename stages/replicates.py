@@ -47,9 +47,10 @@ def main() -> None:
     write_text(args.per_seed, "seed," + ",".join(SCORES) + "\n" + "".join(
         f"{seed}," + ",".join(f"{row[key]:.6f}" for key in SCORES) + "\n" for seed, row in zip(seeds, rows)))
     write_json(args.run_info, run_info(device))
-    write_json(args.time, {"train_seconds": round(seconds, 2), "seeds": len(seeds),
-                           "device": device.type, "jobs": params.replicates.jobs,
-                           "threads": params.train.threads})
+    timing = {"train_seconds": round(seconds, 2), "seeds": len(seeds), "device": device.type}
+    if device.type == "cpu":  # worker processes and their threads: on a GPU the seeds train in this process
+        timing |= {"jobs": min(params.replicates.jobs, len(seeds)), "threads": params.train.threads}
+    write_json(args.time, timing)
     accuracy = summary["accuracy"]
     print(f"replicates: test accuracy {accuracy['mean']:.4f} ± {accuracy['sd']:.4f} (mean ± sd of {len(seeds)} seeds, "
           f"{accuracy['min']:.4f}-{accuracy['max']:.4f}); {seconds:.1f} s of training and scoring")

@@ -65,6 +65,9 @@ def test_repro_runs_all_stages_and_writes_every_output(repo):
     assert json.loads((path / "metrics/train.json").read_text())["parameters"] == 109_386
     assert json.loads((path / "metrics/time/train.json").read_text())["train_seconds"] > 0
     assert json.loads((path / "metrics/time/evaluate.json").read_text())["latency_ms_per_image"] > 0
+    timing = json.loads((path / "metrics/time/replicates.json").read_text())
+    assert timing["train_seconds"] > 0 and {k: timing[k] for k in ("seeds", "device", "jobs", "threads")} == {
+        "seeds": 3, "device": "cpu", "jobs": 2, "threads": 1}
     summary = json.loads((path / "metrics/replicates.json").read_text())
     assert summary["seeds"] == {"first": 0, "last": 2} and summary["accuracy"]["n"] == 3
     per_seed = (path / "plots/replicates.csv").read_text().splitlines()
