@@ -146,14 +146,18 @@ def _per_epoch(result: dict) -> float:
     return statistics.median(result["seconds"][1:])
 
 
-def machine(threads: int) -> str:
-    model = platform.processor() or "unknown CPU"
+def cpu_name() -> str:
+    """The CPU's model name, as /proc/cpuinfo gives it ("AMD EPYC"), where there is one."""
     try:
-        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
-        pass
+        return platform.processor() or "unknown CPU"
+
+
+def machine(threads: int) -> str:
     params = load_params()
-    return (f"{model}, {os.cpu_count()} cores, torch {torch.__version__} "
+    return (f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__} "
             f"(CPU capability {torch.backends.cpu.get_cpu_capability()}), {threads} torch "
             f"thread{'s' if threads > 1 else ''}, "
             f"train.device={params.train.device}, Python {platform.python_version()}")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import platform
+import os
 import statistics
 import time
 from pathlib import Path
@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from mnistbench.batched import ARCHS, fit_batched
+from mnistbench.bench import cpu_name
 from mnistbench.files import write_text
 from mnistbench.params import ParamsError, load_params
 from mnistbench.replicates import fit_replicates, quiet, seed_block, train_one
@@ -80,7 +81,7 @@ def main() -> None:
 
     medians = {name: statistics.median(values) for name, values in times.items()}
     one = min(v for name, v in medians.items() if name not in (many, batched_run))
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu_name()}, {os.cpu_count()} cores"
     lines = [f"{where}, torch {torch.__version__}, {train_params.epochs} epochs "
              f"of {params.model.arch}, batch {train_params.batch_size}, each run trained and scored; "
              f"medians of {args.rounds} interleaved rounds", "",

@@ -1,5 +1,13 @@
 """The benchmark's two loops, in-process on the tiny mirror: both train, time and score."""
 
+import os
+import shutil
+import subprocess
+import sys
+
+import torch
+
+from conftest import ROOT, set_params, synthetic_digits
 from mnistbench import bench, data, linear
 
 
@@ -22,3 +30,33 @@ def test_both_loops_train_on_the_same_images_and_report_what_the_table_needs(tmp
     assert ours["accuracy"] > 0.5 and 0.0 <= seed["accuracy"] <= 1.0  # synthetic classes; chance is 0.1
     assert ours["threads"] == 1 and ours["device"] in ("cpu", "cuda")
     assert 0 < ours["imported_rss_mib"] <= ours["peak_rss_mib"]
+
+
+def test_bench_replicates_times_one_seed_and_the_seeds_side_by_side_and_reports_the_ratio(tmp_path):
+    """`python -m mnistbench.bench_replicates` as a user runs it, on tiny prepared splits: every row
+    timed, the ratio computed from the medians, the machine named, the table written."""
+    prepared = tmp_path / "data/prepared"
+    prepared.mkdir(parents=True)
+    for split, n, seed in (("train", 96, 1), ("val", 20, 2), ("test", 40, 3)):
+        data.save_split(prepared / f"{split}.pt", *synthetic_digits(n, seed))
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    set_params(tmp_path / "params.yaml", train__device="cpu")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = [sys.executable, "-m", "mnistbench.bench_replicates", "--seeds", "2", "--jobs", "2", "--epochs", "1"]
+    result = subprocess.run([*run, "--rounds", "2", "--output", "out.md"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = (tmp_path / "out.md").read_text()
+    assert table.startswith(f"{bench.cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, 1 epochs of mlp")
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in table.splitlines() if line.startswith("| ")}
+    names = ["1 seed, 1 thread(s)", "1 seed, 2 thread(s)", "2 seeds, 2 process(es) at 1 thread(s) each",
+             "2 seeds batched in 1 process at 2 threads (mnistbench.batched; the stage's GPU design)"]
+    assert [n for n in rows if n != "training"] == names
+    medians = {n: float(rows[n][0]) for n in names}
+    rounds = {n: [float(v) for v in rows[n][1].rstrip(" |").split(", ")] for n in names}
+    assert all(len(rounds[n]) == 2 and min(rounds[n]) > 0 for n in names)
+    ratio = float(table.split("2 seeds cost **")[1].split("x**")[0])  # of the medians, unrounded
+    one, many = min(medians[names[0]], medians[names[1]]), medians[names[2]]  # rounded to 0.01 s in the table
+    assert (many - 0.005) / (one + 0.005) <= ratio <= (many + 0.005) / max(one - 0.005, 1e-9)
+    bad = subprocess.run([*run, "--seeds", "0"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].endswith("--seeds and --jobs must be at least 1")
