@@ -40,6 +40,7 @@ from pathlib import Path
 import torch
 
 from mnistbench import data, linear
+from mnistbench.cli import run_command
 from mnistbench.model import build_model
 from mnistbench.params import load_params
 from mnistbench.train import (EVAL_BATCH_SIZE, configure_torch, load_normalized, loss_and_accuracy, setup,
@@ -249,4 +250,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command("bench", main)

@@ -28,6 +28,7 @@ import threading
 import time
 from pathlib import Path
 
+from mnistbench.cli import run_command
 from mnistbench.files import write_text
 
 RAY_DAEMONS = ("raylet", "gcs_server", "ray/dashboard", "log_monitor", "monitor.py", "runtime_env", "ray_client")
@@ -133,4 +134,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command("bench_grid", main)

@@ -29,6 +29,7 @@ import torch
 
 from mnistbench.batched import ARCHS, fit_batched
 from mnistbench.bench import cpu_name
+from mnistbench.cli import run_command
 from mnistbench.files import write_text
 from mnistbench.params import ParamsError, load_params
 from mnistbench.replicates import fit_replicates, quiet, seed_block, train_one
@@ -99,4 +100,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command("bench_replicates", main)

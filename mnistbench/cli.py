@@ -1,4 +1,7 @@
-"""Stage entry-point wrapper: a user's mistake becomes one line on stderr, not a traceback.
+"""Entry-point wrappers for stages and commands: a user's mistake becomes one line on stderr, not a traceback.
+
+    run_stage("train", main)        # stages/*.py
+    run_command("sweep", main)      # python -m mnistbench.<command>
 
 Under `dvc repro` and `dvc exp run`, DVC deletes a stage's outputs before it runs the stage, so a
 stage that fails or is interrupted there also says how to bring the previous results back.
@@ -7,6 +10,7 @@ stage that fails or is interrupted there also says how to bring the previous res
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from typing import Callable
 
@@ -49,7 +53,7 @@ def run_stage(name: str, main: Callable[[], None], outputs_kept: bool = False) -
     """
     die_with_parent()
     try:
-        _run(name, main)
+        run_command(name, main)
     except BaseException as e:
         failed = not isinstance(e, SystemExit) or e.code not in (0, None)
         if failed and os.environ.get("DVC_STAGE") and not outputs_kept:  # DVC sets it for each stage it runs
@@ -64,7 +68,10 @@ def run_stage(name: str, main: Callable[[], None], outputs_kept: bool = False) -
     os._exit(0)
 
 
-def _run(name: str, main: Callable[[], None]) -> None:
+def run_command(name: str, main: Callable[[], None]) -> None:
+    """Run main(); what a user can cause ends it with one line on stderr: bad params.yaml, a missing
+    or malformed file (exit 1), a git or dvc command that failed, e.g. outside a clone of this
+    repository (exit 1), Ctrl-C (exit 130). argparse's own errors exit 2 as usual."""
     try:
         main()
     except _user_errors() as e:
@@ -76,4 +83,10 @@ def _run(name: str, main: Callable[[], None]) -> None:
         raise SystemExit(130) from None
     except OSError as e:  # disk full, read-only folder, permissions: the user's to fix, not our bug
         print(f"{name}: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except subprocess.CalledProcessError as e:  # git or dvc refused: outside a repository, no commit yet...
+        said = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else e.stderr or ""
+        said = " ".join(said.split())[-300:]
+        print(f"{name}: error: `{' '.join(map(str, e.cmd))}` exited {e.returncode}" + (f": {said}" if said else ""),
+              file=sys.stderr)
         raise SystemExit(1) from None

@@ -30,6 +30,7 @@ from pathlib import Path
 from scipy import stats
 
 from mnistbench.check import FAIL, Sample, decide
+from mnistbench.cli import run_command
 from mnistbench.files import write_json, write_text
 from mnistbench.params import Params, load_params
 from mnistbench.replicates import fit_replicates, quiet
@@ -146,4 +147,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command("gate_power", main)

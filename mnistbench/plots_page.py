@@ -25,6 +25,7 @@ import tarfile
 import urllib.request
 from pathlib import Path
 
+from mnistbench.cli import run_command
 from mnistbench.files import write_bytes, write_text
 
 # name, version, npm's `dist.integrity` (SHA-512 of the .tgz): what dvc_render's VegaRenderer loads
@@ -126,6 +127,8 @@ def main() -> None:
     parser.add_argument("--screenshot", type=Path, help="also save a headless-Chromium screenshot of the page here")
     args = parser.parse_args()
     try:
+        if not Path("dvc.yaml").is_file():  # before anything is fetched or written
+            raise PageError("no dvc.yaml here: run this in the repository's root, after `dvc repro`")
         page_template = args.out / "offline_template.html"
         write_text(page_template, template())
         shown = subprocess.run(["dvc", "plots", "show", "--html-template", str(page_template), "-o", str(args.out)],
@@ -133,6 +136,10 @@ def main() -> None:
         if shown.returncode != 0:
             raise PageError(f"dvc plots show exited {shown.returncode}: {' '.join(shown.stderr.split())[:300]}")
         page = args.out / "index.html"
+        if not page.is_file():  # outside a DVC repository dvc says so and still exits 0
+            said = " ".join((shown.stderr + shown.stdout).split())[:300]
+            raise PageError(f"dvc plots show wrote no {page}" + (f": {said}" if said else "") +
+                            "; run this in the repository's root, after `dvc repro`")
         print(f"plots_page: {page} renders offline ({page.stat().st_size:,} bytes, libraries inlined)")
         if args.screenshot:
             charts, images = drawn(page)
@@ -145,4 +152,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command("plots_page", main)

@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 import subprocess
 
-
 from ruamel.yaml import YAML
+
+from mnistbench.cli import run_command
 
 MEASURED = "metrics/time/"
 RESULTS = ("metrics", "plots", "dvclive")
@@ -58,4 +59,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command("reproduced", main)

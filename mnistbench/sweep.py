@@ -13,6 +13,7 @@ import dataclasses
 import statistics
 from pathlib import Path
 
+from mnistbench.cli import run_command
 from mnistbench.params import load_params
 from mnistbench.train import configure_torch, fit, load_normalized
 
@@ -23,6 +24,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--data", type=Path, default=Path("data/prepared"))
     args = parser.parse_args()
+    if args.seeds < 1 or args.epochs < 1:
+        parser.error("--seeds and --epochs must be at least 1")
     params = load_params()
     device = configure_torch(params.train.threads, params.train.device)
     mean, std = params.train.normalize_mean, params.train.normalize_std
@@ -40,4 +43,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command("sweep", main)
