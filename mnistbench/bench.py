@@ -170,6 +170,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch threads for both loops (default: train.threads)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.threads is not None and args.threads < 1:
+        parser.error("--threads must be at least 1")
     if args.worker:  # a measurement in its own process: print one JSON line
         kind, workdir, *numbers = args.worker.split(",")
         worker = {"seed": worker_seed, "project": worker_project, "vendor": worker_vendor}[kind]

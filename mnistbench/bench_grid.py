@@ -92,6 +92,8 @@ def main() -> None:
                         help="stage each run goes up to (default evaluate: the single model; all: the whole pipeline)")
     parser.add_argument("--output", type=Path, help="also write the Markdown table here")
     args = parser.parse_args()
+    if args.runs < 1 or args.jobs < 2:
+        parser.error("--runs must be at least 1 and --jobs at least 2 (the Ray side runs that many at once)")
     args.target = None if args.target == "all" else args.target
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     cache = subprocess.run(["dvc", "cache", "dir"], capture_output=True, text=True, check=True).stdout.strip()

@@ -47,8 +47,8 @@ def main() -> None:
     parser.add_argument("--output", type=Path, help="also write the Markdown table here")
     args = parser.parse_args()
     params = load_params()
-    if args.seeds < 1 or (args.jobs is not None and args.jobs < 1):
-        parser.error("--seeds and --jobs must be at least 1")
+    if min(n for n in (args.seeds, args.rounds, args.jobs, args.epochs) if n is not None) < 1:
+        parser.error("--seeds, --jobs, --epochs and --rounds must be at least 1")
     jobs = args.jobs or params.replicates.jobs
     train_params = dataclasses.replace(params.train, epochs=args.epochs or params.train.epochs)
     try:

@@ -20,6 +20,7 @@ with other --draws or check settings costs no training.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import random
@@ -27,12 +28,13 @@ import statistics
 import time
 from pathlib import Path
 
+from ruamel.yaml import YAML
 from scipy import stats
 
 from mnistbench.check import FAIL, Sample, decide
 from mnistbench.cli import run_command
-from mnistbench.files import write_json, write_text
-from mnistbench.params import Params, load_params
+from mnistbench.files import FileFormatError, write_json, write_text
+from mnistbench.params import Params, ParamsError, from_dict, load_params
 from mnistbench.replicates import fit_replicates, quiet
 from mnistbench.train import configure_torch, load_normalized, run_info
 
@@ -41,13 +43,16 @@ POOL_FIRST_SEED = 1000
 BLOCK = 10  # seeds per fit_replicates call: the cache is saved after each
 
 
-def override(params: Params, assignment: str) -> Params:
-    """params with one `section.key=value` (value as JSON: 3, [64,32], "cosine")."""
-    key, _, value = assignment.partition("=")
-    section, name = key.split(".")
-    new = json.loads(value) if value[:1] in "[0123456789-" else value
-    new = tuple(new) if isinstance(new, list) else new
-    return dataclasses.replace(params, **{section: dataclasses.replace(getattr(params, section), **{name: new})})
+def override(tree: dict, assignment: str) -> Params:
+    """params.yaml's tree with one `section.key=value`, the value read as YAML as `dvc exp run -S`
+    reads it (3, [64,32], cosine), checked by params.py's rules: a bad one fails before any training."""
+    key, sep, value = assignment.partition("=")
+    section, _, name = key.partition(".")
+    if not sep or not isinstance(tree.get(section), dict) or name not in tree[section]:
+        raise ParamsError(f"--regression {assignment}: expected KEY=VALUE with a key of params.yaml, e.g. train.epochs=3")
+    changed = copy.deepcopy(tree)
+    changed[section][name] = YAML(typ="safe", pure=True).load(value)
+    return from_dict(changed, path=f"--regression {assignment}")
 
 
 def pool(params: Params, size: int, data: Path, cache: dict, key: str, label: str, device, jobs: int) -> list[float]:
@@ -104,15 +109,25 @@ def main() -> None:
     parser.add_argument("--significance", type=float, help="the gate's level to replay (default: check.significance)")
     parser.add_argument("--output", type=Path, help="also write the Markdown table here")
     args = parser.parse_args()
+    if args.significance is not None and not 0 < args.significance < 1:
+        parser.error(f"--significance {args.significance:g}: must lie between 0 and 1, e.g. 0.01")
+    if args.draws < 1 or (args.jobs is not None and args.jobs < 1):
+        parser.error("--draws and --jobs must be at least 1")
     params = load_params()
     n, rules = params.replicates.n, params.check
     if args.significance is not None:
         rules = dataclasses.replace(rules, significance=args.significance)
     if args.pool < 2 * n or args.regression_pool < n:
         parser.error(f"--pool must be at least 2 x replicates.n = {2 * n}, --regression-pool at least {n}")
+    tree = YAML(typ="safe", pure=True).load(Path("params.yaml").read_text())  # load_params read it: valid
+    regressions = [(assignment, override(tree, assignment)) for assignment in args.regression or DEFAULT_REGRESSIONS]
     device = configure_torch(params.train.threads, params.train.device)
     jobs = args.jobs or params.replicates.jobs
-    cache = json.loads(args.cache.read_text()) if args.cache.is_file() else {}
+    try:
+        cache = json.loads(args.cache.read_text()) if args.cache.is_file() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise FileFormatError(f"{args.cache}: not the JSON this command writes ({e}); delete it "
+                              "(it only saves training: the seeds are trained again)") from None
 
     def key(p: Params) -> str:  # what decides a seed's result: the model and training sections, the dataset,
         # and what run_info records as deciding the bits (torch, kernels, threads)
@@ -123,8 +138,7 @@ def main() -> None:
     write_json(args.cache, cache)
     rng = random.Random(0)
     rows = [("the same configuration, another seed block (neutral)", base, None)]
-    for assignment in args.regression or DEFAULT_REGRESSIONS:
-        changed = override(params, assignment)
+    for assignment, changed in regressions:
         rows.append((f"`{assignment}`", pool(changed, args.regression_pool, args.data, cache, key(changed), assignment, device, jobs),
                      True))
         write_json(args.cache, cache)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import random
 
 import pytest
+from ruamel.yaml import YAML
 
 from conftest import ROOT
 from mnistbench.gate_power import clopper_pearson, fail_rate, override
-from mnistbench.params import CheckParams, load_params
+from mnistbench.params import CheckParams, ParamsError, load_params
 
 RULES = CheckParams(significance=0.01, min_drop=0.001, min_accuracy=0.9)
 
@@ -20,10 +21,26 @@ def normal_pool(mean: float, sd: float, size: int, seed: int) -> list[float]:
 
 def test_override_sets_one_key_with_its_type():
     params = load_params(ROOT / "params.yaml")
-    assert override(params, "model.hidden=[64,32]").model.hidden == (64, 32)
-    assert override(params, "train.epochs=3").train.epochs == 3
-    assert override(params, "train.schedule=cosine").train.schedule == "cosine"
-    assert override(params, "train.epochs=3").model == params.model
+    tree = YAML(typ="safe", pure=True).load((ROOT / "params.yaml").read_text())
+    assert override(tree, "model.hidden=[64,32]").model.hidden == (64, 32)
+    assert override(tree, "train.epochs=3").train.epochs == 3
+    assert override(tree, "train.schedule=cosine").train.schedule == "cosine"
+    assert override(tree, "train.lr=1e-3").train.lr == 0.001
+    assert override(tree, "train.epochs=3").model == params.model
+    assert tree == YAML(typ="safe", pure=True).load((ROOT / "params.yaml").read_text())  # left as it was
+
+
+@pytest.mark.parametrize("assignment, says", [
+    ("train.epochs=abc", "--regression train.epochs=abc: train.epochs = 'abc': must be an integer"),
+    ("train.epochs=0", "--regression train.epochs=0: train.epochs = 0: must be >= 1"),
+    ("train.nope=3", "--regression train.nope=3: expected KEY=VALUE with a key of params.yaml"),
+    ("epochs", "--regression epochs: expected KEY=VALUE with a key of params.yaml"),
+])
+def test_a_bad_regression_is_refused_by_params_rules_before_any_training(assignment, says):
+    tree = YAML(typ="safe", pure=True).load((ROOT / "params.yaml").read_text())
+    with pytest.raises(ParamsError) as refused:
+        override(tree, assignment)
+    assert str(refused.value).startswith(says)
 
 
 def test_neutral_pairs_fail_about_as_often_as_the_significance_level():
