@@ -11,7 +11,8 @@ import sys
 
 import pytest
 
-from conftest import ROOT, set_params
+from conftest import ROOT, set_params, synthetic_digits
+from mnistbench import data
 
 BAD_PARAMS = "params.yaml: train.lr = 'abc': must be a number, e.g. 0.001 or 1e-3"
 NO_DATA = "data/prepared/train.pt: prepared data not found; run `dvc repro` (or `dvc pull`) to make it"
@@ -81,3 +82,24 @@ def test_gate_power_refuses_a_bad_regression_and_a_corrupt_cache_before_training
     assert corrupt.returncode == 1 and len(corrupt.stderr.strip().splitlines()) == 1, corrupt.stderr
     assert corrupt.stderr.startswith("gate_power: error: cache.json: not the JSON this command writes (")
     assert (tmp_path / "cache.json").read_text() == '{"half-written'
+
+
+def test_sweep_prints_each_seeds_validation_curve_and_their_mean_and_min_per_epoch(tmp_path):
+    prepared = tmp_path / "prepared"
+    prepared.mkdir()
+    for split, n, seed in (("train", 96, 1), ("val", 40, 2)):
+        data.save_split(prepared / f"{split}.pt", *synthetic_digits(n, seed))
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    set_params(tmp_path / "params.yaml", train__device="cpu")
+    result = subprocess.run([sys.executable, "-m", "mnistbench.sweep", "--seeds", "2", "--epochs", "3", "--data", "prepared"],
+                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    curves = [[float(a) for a in line.split(": ")[1].split()] for line in lines if line.startswith("seed ")]
+    assert [line.split(":")[0] for line in lines if line.startswith("seed ")] == ["seed 0", "seed 1"]
+    assert len(curves) == 2 and all(len(c) == 3 and all(0 <= a <= 1 for a in c) for c in curves)
+    rows = [line.split(" | ") for line in lines if line[:3] in ("| 1", "| 2", "| 3")]
+    assert [int(r[0].strip("| ")) for r in rows] == [1, 2, 3]
+    for (_, mean, low), accs in zip(rows, zip(*curves)):
+        assert float(mean) == pytest.approx(sum(accs) / 2, abs=1e-4) and float(low.strip(" |")) == min(accs)
