@@ -100,6 +100,12 @@ def test_exp_run_with_a_new_lr_reruns_train_evaluate_and_replicates_only(repo):
     metrics = json.loads(sh(path, env, "dvc", "metrics", "diff", "--json", "--all").stdout)
     assert {"metrics/test.json", "metrics/train.json", "metrics/replicates.json"} <= set(metrics)
     assert "accuracy.mean" in metrics["metrics/replicates.json"]
+    # README's narrower diff: the test scores, nothing else
+    readable = next(line.split("  #")[0] for line in (ROOT / "README.md").read_text().splitlines()
+                    if line.startswith("dvc metrics diff --targets"))
+    scores = json.loads(sh(path, env, *shlex.split(readable), "--json", "--all").stdout)
+    assert set(scores) == {"metrics/test.json", "metrics/replicates.json"}
+    assert set(scores["metrics/test.json"]) == {"accuracy", "macro_f1", "loss"}
 
 
 def test_exp_run_of_the_replicates_alone_leaves_the_single_model_as_it_was(repo):
