@@ -125,6 +125,17 @@ def section(cls, tree, name: str, source: str):
     return _build(cls, tree, prefix=name + ".", path=source)
 
 
+def check_device(device: str) -> None:
+    """train.device against this machine: `cuda` needs a GPU that torch sees. Only `cuda` imports
+    torch (2 s), so `stages.validate` stays light for every other value; the train stage checks
+    again (mnistbench.train.configure_torch), for runs outside DVC."""
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ParamsError("params.yaml: train.device = 'cuda' but torch sees no CUDA device; use auto or cpu")
+
+
 def check_val_size(val_size: int, train_size: int) -> None:
     """prepare.val_size against the training set's size, which params.yaml alone cannot bound: the
     size is the dataset's (datasets.json). Here, not in data.py, so `stages.validate` needs no torch."""

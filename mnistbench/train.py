@@ -21,7 +21,7 @@ from mnistbench import linear
 from mnistbench.data import IMAGE_SIZE, load_split
 from mnistbench.model import build_model
 from mnistbench.optim import Adam, CosineDecay
-from mnistbench.params import ModelParams, ParamsError, TrainParams
+from mnistbench.params import ModelParams, TrainParams, check_device
 
 EVAL_BATCH_SIZE = 4096  # images per no-grad forward pass when scoring: memory only, same results
 
@@ -31,8 +31,7 @@ def configure_torch(threads: int, device: str) -> torch.device:
     torch.set_num_threads(threads)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ParamsError("params.yaml: train.device = 'cuda' but torch sees no CUDA device; use auto or cpu")
+    check_device(device)
     if device == "cuda":
         # Only CUDA has nondeterministic kernels among the ops used here (the CPU ones are checked
         # byte for byte in CI). On the CPU the call would cost 1.0 s per stage: in torch 2.13 it

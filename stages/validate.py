@@ -7,7 +7,8 @@ checks too late to keep them. Every other stage depends on this stage's output, 
 first, and a bad value stops `dvc repro` / `dvc exp run` here with one line naming the key,
 before any other stage's outputs are touched. Its output (persist: true in dvc.yaml, so DVC never
 deletes it) holds the same bytes whatever the valid params are: it never makes another stage rerun.
-Imports no torch: a changed parameter pays this stage's start-up (about 0.1 s) before the real work.
+Imports no torch (unless train.device is cuda: only torch can tell whether this machine has one): a
+changed parameter pays this stage's start-up (about 0.1 s) before the real work.
 """
 
 import argparse
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import mnistbench
 from mnistbench.cli import run_stage
-from mnistbench.params import check_val_size, load_params
+from mnistbench.params import check_device, check_val_size, load_params
 
 DATASETS_FILE = Path(mnistbench.__file__).with_name("datasets.json")
 VALID = "params.yaml passed stages.validate\n"  # the output's bytes, whatever the params
@@ -30,6 +31,7 @@ def main() -> None:
     params = load_params()  # every section, whatever sections params.py declares
     train_size = json.loads(DATASETS_FILE.read_text())[params.prepare.dataset]["train_size"]
     check_val_size(params.prepare.val_size, train_size)
+    check_device(params.train.device)  # else DVC would delete the model, then train would refuse
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(f".{args.out.name}.tmp")

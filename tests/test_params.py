@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from ruamel.yaml import YAML
 
 from conftest import ROOT
@@ -180,3 +181,15 @@ def test_validate_stage_writes_the_same_bytes_for_any_valid_params_and_loads_no_
     assert result.stderr.splitlines() == ["validate: error: params.yaml: train.epochs = 0: must be >= 1"]
     assert (tmp_path / "data/params.ok").read_bytes() == written[0]
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["params.ok"]  # no temp file left
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: train.device cuda is valid here")
+def test_validate_stage_refuses_cuda_on_a_machine_without_a_gpu(tmp_path):
+    """Caught by validate, not by train: under `dvc repro`, DVC would have deleted the model first."""
+    (tmp_path / "params.yaml").write_text(with_value(repo_params_text(), "train.device", "cuda"))
+    result = subprocess.run([sys.executable, "-m", "stages.validate", "--out", "data/params.ok"], cwd=tmp_path,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "validate: error: params.yaml: train.device = 'cuda' but torch sees no CUDA device; use auto or cpu"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]

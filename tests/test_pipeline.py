@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import e2e_repo, set_params, sh
 from mnistbench.cli import RESTORE
@@ -317,6 +318,7 @@ EPOCHS_0 = "validate: error: params.yaml: train.epochs = 0: must be >= 1"
 UNKNOWN_KEY = ("validate: error: params.yaml: unknown key train.learning_rate; allowed in train: seed, epochs, "
                "batch_size, lr, schedule, augment_shift, augment_rotate, normalize_mean, normalize_std, device, threads")
 VAL_SIZE = "validate: error: prepare.val_size = 300: must be between 1 and 299 (the training set has 300 images)"
+NO_CUDA = "validate: error: params.yaml: train.device = 'cuda' but torch sees no CUDA device; use auto or cpu"
 
 
 @pytest.mark.parametrize("edit, command, message", [
@@ -329,8 +331,10 @@ VAL_SIZE = "validate: error: prepare.val_size = 300: must be between 1 and 299 (
     ({}, ["dvc", "exp", "run", "-S", "+train.learning_rate=0.1"], UNKNOWN_KEY),
     ({}, ["dvc", "exp", "run", "-S", "prepare.val_size=300"], VAL_SIZE),
     ("malformed", ["dvc", "repro"], "ERROR: unable to read: 'params.yaml', YAML file structure is corrupted"),
+    pytest.param({}, ["dvc", "exp", "run", "-S", "train.device=cuda"], NO_CUDA,
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: cuda is valid here")),
 ], ids=["repro-epochs", "repro-unknown-key", "repro-train-lr", "repro-evaluate-val-size", "exp-epochs",
-        "exp-unknown-key", "exp-val-size", "repro-malformed"])
+        "exp-unknown-key", "exp-val-size", "repro-malformed", "exp-cuda-without-a-gpu"])
 def test_bad_params_stop_dvc_before_any_output_is_deleted(repo, edit, command, message):
     path, env, _ = repo
     sh(path, env, "git", "add", "-A")  # `dvc exp run` needs a commit to run from
