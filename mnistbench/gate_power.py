@@ -20,7 +20,6 @@ with other --draws or check settings costs no training.
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import json
 import random
@@ -34,7 +33,7 @@ from scipy import stats
 from mnistbench.check import FAIL, Sample, decide
 from mnistbench.cli import run_command
 from mnistbench.files import FileFormatError, write_json, write_text
-from mnistbench.params import Params, ParamsError, from_dict, load_params
+from mnistbench.params import Params, ParamsError, from_dict, load_params, override as params_override
 from mnistbench.replicates import fit_replicates, quiet
 from mnistbench.train import configure_torch, load_normalized, run_info
 
@@ -44,14 +43,13 @@ BLOCK = 10  # seeds per fit_replicates call: the cache is saved after each
 
 
 def override(tree: dict, assignment: str) -> Params:
-    """params.yaml's tree with one `section.key=value`, the value read as YAML as `dvc exp run -S`
-    reads it (3, [64,32], cosine), checked by params.py's rules: a bad one fails before any training."""
-    key, sep, value = assignment.partition("=")
-    section, _, name = key.partition(".")
-    if not sep or not isinstance(tree.get(section), dict) or name not in tree[section]:
-        raise ParamsError(f"--regression {assignment}: expected KEY=VALUE with a key of params.yaml, e.g. train.epochs=3")
-    changed = copy.deepcopy(tree)
-    changed[section][name] = YAML(typ="safe", pure=True).load(value)
+    """params.yaml's tree with one `section.key=value` applied as `dvc exp run -S` applies it
+    (params.override), checked by params.py's rules: a bad one fails before any training."""
+    try:
+        changed = params_override(tree, assignment)
+    except KeyError:
+        raise ParamsError(f"--regression {assignment}: expected KEY=VALUE with a key of params.yaml, "
+                          "e.g. train.epochs=3") from None
     return from_dict(changed, path=f"--regression {assignment}")
 
 

@@ -28,7 +28,6 @@ unless -S sets replicates.jobs. See the results with `dvc exp show` or
 from __future__ import annotations
 
 import argparse
-import copy
 import itertools
 import os
 import re
@@ -89,7 +88,7 @@ def check_values(runs: list[list[str]]) -> list:
     stage will): one line naming the first bad -S, before anything runs. Values are read as YAML,
     as `dvc exp run -S` reads them."""
     from ruamel.yaml import YAML
-    from mnistbench.params import ParamsError, from_dict, load_params
+    from mnistbench.params import ParamsError, from_dict, load_params, override
 
     try:
         load_params("params.yaml")
@@ -99,17 +98,13 @@ def check_values(runs: list[list[str]]) -> list:
         base = YAML(typ="safe").load(f)
     checked = []
     for run in runs:
-        tree = copy.deepcopy(base)
-        for override in run:
-            key, value = override.split("=", 1)
-            *parents, leaf = key.split(".")
-            node = tree
-            for part in parents:
-                node = node.get(part) if isinstance(node, dict) else None
-            if not isinstance(node, dict) or leaf not in node:
-                raise SystemExit(f"grid: error: -S {override}: params.yaml has no key {key} "
-                                 "(dvc exp run -S only changes keys that exist)")
-            node[leaf] = YAML(typ="safe").load(value)
+        tree = base
+        for assignment in run:
+            try:
+                tree = override(tree, assignment)
+            except KeyError as e:
+                raise SystemExit(f"grid: error: -S {assignment}: params.yaml has no key {e.args[0]} "
+                                 "(dvc exp run -S only changes keys that exist)") from None
         try:
             checked.append(from_dict(tree))
         except ParamsError as e:

@@ -11,6 +11,7 @@ Every key must be declared below and present in the file: no defaults live in co
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import typing
 from dataclasses import dataclass, field
@@ -123,6 +124,22 @@ def from_dict(tree, path: str = "params.yaml") -> Params:
 def section(cls, tree, name: str, source: str):
     """One section (e.g. ModelParams from a checkpoint's metadata), validated like params.yaml."""
     return _build(cls, tree, prefix=name + ".", path=source)
+
+
+def override(tree: dict, assignment: str) -> dict:
+    """A copy of params.yaml's tree with one `key=value` applied as `dvc exp run -S` applies it: the
+    value read as YAML (3, 1e-3, [64, 32], cosine), and only to a key that exists. Check the result
+    with from_dict. Raises KeyError(key) when there is no `=` or params.yaml has no such key."""
+    key, sep, value = assignment.partition("=")
+    changed = copy.deepcopy(tree)
+    *parents, leaf = key.split(".")
+    node = changed
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+    if not sep or not isinstance(node, dict) or leaf not in node:
+        raise KeyError(key)
+    node[leaf] = YAML(typ="safe", pure=True).load(value)
+    return changed
 
 
 def check_device(device: str) -> None:

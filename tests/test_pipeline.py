@@ -23,6 +23,13 @@ from mnistbench.reproduced import results_only
 
 ROOT = Path(__file__).resolve().parent.parent
 
+
+def readme_command(start: str) -> list[str]:
+    """The README's command line that starts with `start`, its comment dropped, as arguments."""
+    line = next(line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith(start))
+    return shlex.split(line.split("  #")[0])
+
+
 pytestmark = pytest.mark.slow
 
 OUTPUTS = ["data/prepared/train.pt", "data/prepared/val.pt", "data/prepared/test.pt", "models/model.pt",
@@ -102,9 +109,7 @@ def test_exp_run_with_a_new_lr_reruns_train_evaluate_and_replicates_only(repo):
     assert {"metrics/test.json", "metrics/train.json", "metrics/replicates.json"} <= set(metrics)
     assert "accuracy.mean" in metrics["metrics/replicates.json"]
     # README's narrower diff: the test scores, nothing else
-    readable = next(line.split("  #")[0] for line in (ROOT / "README.md").read_text().splitlines()
-                    if line.startswith("dvc metrics diff --targets"))
-    scores = json.loads(sh(path, env, *shlex.split(readable), "--json", "--all").stdout)
+    scores = json.loads(sh(path, env, *readme_command("dvc metrics diff --targets"), "--json", "--all").stdout)
     assert set(scores) == {"metrics/test.json", "metrics/replicates.json"}
     assert set(scores["metrics/test.json"]) == {"accuracy", "macro_f1", "loss"}
 
@@ -176,9 +181,7 @@ def test_queued_experiments_run_with_one_worker_and_show_side_by_side_and_a_bad_
     assert lrs == [0.004, 0.005]
     assert all("accuracy" in rev["data"]["metrics"]["metrics/test.json"]["data"] for rev in experiments)
     # README's readable `dvc exp show`: the params that differ and the three accuracies, nothing else
-    readable = next(line.split("  #")[0] for line in (ROOT / "README.md").read_text().splitlines()
-                    if line.startswith("dvc exp show --only-changed"))
-    header = sh(path, env, *shlex.split(readable), "--csv").stdout.splitlines()[0].split(",")
+    header = sh(path, env, *readme_command("dvc exp show --only-changed"), "--csv").stdout.splitlines()[0].split(",")
     assert header == ["Experiment", "accuracy", "accuracy.mean", "accuracy.sd", "train.epochs", "train.lr"], header
 
 
