@@ -41,6 +41,7 @@ import torch
 
 from mnistbench import data, linear
 from mnistbench.cli import run_command
+from mnistbench.mirrors import parse_mirrors
 from mnistbench.model import build_model
 from mnistbench.params import load_params
 from mnistbench.train import (EVAL_BATCH_SIZE, configure_torch, load_normalized, loss_and_accuracy, setup,
@@ -184,7 +185,7 @@ def main() -> None:
         # Fetched and verified once, as prepare does; (a) reads the raw files through torchvision,
         # (b) the same 60,000 + 10,000 images as tensors, as the train stage reads its data.
         train_images, train_labels, test_images, test_labels = data.fetch(
-            Path(workdir), data.parse_mirrors(os.environ.get("DATA_MIRROR")), data.pinned("mnist").files)
+            Path(workdir), parse_mirrors(os.environ.get("DATA_MIRROR")), data.pinned("mnist").files)
         data.save_split(Path(workdir) / "train.pt", train_images, train_labels)
         data.save_split(Path(workdir) / "test.pt", test_images, test_labels)
         print("bench: (a) seed loop ...", file=sys.stderr, flush=True)

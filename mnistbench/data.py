@@ -5,8 +5,8 @@ and kmnist, all 28x28 grayscale in 10 classes, 60,000 training and 10,000 test i
 
 Downloads go through each dataset's torchvision class (its mirrors, its MD5 check); the IDX files
 are parsed here (parse_idx), which keeps torchvision's 1.0 s import out of prepare. Where files
-come from is set by DATA_MIRROR: roots separated by `:`, each a directory or a URL prefix holding
-`<dataset>/<file>`, e.g. DATA_MIRROR=../shared/datasets:/usr/share/datasets or
+come from is set by DATA_MIRROR (mnistbench/mirrors.py): roots separated by `:`, each a directory or a
+URL prefix holding `<dataset>/<file>`, e.g. DATA_MIRROR=../shared/datasets:/usr/share/datasets or
 DATA_MIRROR=https://example.org/datasets:/mnt/mirror. Unset, torchvision's canonical mirrors are
 used. Wherever a file comes from, the SHA-256 of its decompressed content must match
 datasets.json, so a recompressed copy passes and different content does not (where no SHA-256 is
@@ -19,7 +19,6 @@ import gzip
 import hashlib
 import json
 import math
-import re
 import struct
 import zlib
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from pathlib import Path
 import torch
 
 from mnistbench.files import FileFormatError, load_tensors, save_tensors
+from mnistbench.mirrors import is_url
 from mnistbench.params import check_val_size
 
 DATASETS_FILE = Path(__file__).with_name("datasets.json")
@@ -70,18 +70,6 @@ def check_sizes(dataset: Dataset, train_labels: torch.Tensor, test_labels: torch
     if (len(train_labels), len(test_labels)) != (dataset.train_size, dataset.test_size):
         raise DataError(f"{dataset.name}: parsed {len(train_labels)} training and {len(test_labels)} test images, "
                         f"datasets.json declares {dataset.train_size} and {dataset.test_size}")
-
-
-# A URL keeps its own colons (scheme, port); anything else splits on ':' like PATH.
-_ROOT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/:]*(?::\d+)?[^:]*|[^:]+")
-
-
-def parse_mirrors(value: str | None) -> list[str]:
-    return [root.strip() for root in _ROOT.findall(value or "") if root.strip()]
-
-
-def is_url(root: str) -> bool:
-    return "://" in root
 
 
 def digests(path: Path) -> tuple[str, str]:

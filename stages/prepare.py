@@ -15,6 +15,7 @@ from pathlib import Path
 
 from mnistbench import data
 from mnistbench.cli import run_stage
+from mnistbench.mirrors import parse_mirrors
 from mnistbench.params import check_val_size, load_params
 
 
@@ -26,7 +27,7 @@ def main() -> None:
 
     dataset = data.pinned(params.dataset)
     check_val_size(params.val_size, dataset.train_size)  # before any download
-    mirrors = data.parse_mirrors(os.environ.get("DATA_MIRROR"))
+    mirrors = parse_mirrors(os.environ.get("DATA_MIRROR"))
     with tempfile.TemporaryDirectory(prefix=f"{dataset.name}-raw-") as workdir:
         train_images, train_labels, test_images, test_labels = data.fetch(Path(workdir), mirrors, dataset.files,
                                                                           dataset.name)

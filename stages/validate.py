@@ -7,21 +7,46 @@ checks too late to keep them. Every other stage depends on this stage's output, 
 first, and a bad value stops `dvc repro` / `dvc exp run` here with one line naming the key,
 before any other stage's outputs are touched. Its output (persist: true in dvc.yaml, so DVC never
 deletes it) holds the same bytes whatever the valid params are: it never makes another stage rerun.
+It also refuses what this machine cannot run: train.device cuda without a GPU, and, where
+prepare's params differ from those dvc.lock recorded (so prepare will rerun), a DATA_MIRROR of
+folders only that lack one of the dataset's files (prepare would fail, with its outputs deleted).
 Imports no torch (unless train.device is cuda: only torch can tell whether this machine has one): a
 changed parameter pays this stage's start-up (about 0.1 s) before the real work.
 """
 
 import argparse
+import dataclasses
 import json
 import os
 from pathlib import Path
 
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
 import mnistbench
 from mnistbench.cli import run_stage
-from mnistbench.params import check_device, check_val_size, load_params
+from mnistbench.mirrors import parse_mirrors, unobtainable
+from mnistbench.params import ParamsError, PrepareParams, check_device, check_val_size, load_params
 
 DATASETS_FILE = Path(mnistbench.__file__).with_name("datasets.json")
 VALID = "params.yaml passed stages.validate\n"  # the output's bytes, whatever the params
+
+
+def prepare_reruns(prepare: PrepareParams, lock: Path = Path("dvc.lock")) -> bool:
+    """Whether prepare's params differ from those dvc.lock recorded for it, or none are recorded:
+    then `dvc repro` reruns prepare, and DVC deletes its outputs first."""
+    try:
+        recorded = YAML(typ="safe").load(lock.read_text())["stages"]["prepare"]["params"]["params.yaml"]
+        return any(recorded[f"prepare.{key}"] != value for key, value in dataclasses.asdict(prepare).items())
+    except (OSError, YAMLError, KeyError, TypeError):
+        return True
+
+
+def check_mirror(dataset: str, names: list[str], value: str | None) -> None:
+    missing = unobtainable(dataset, names, parse_mirrors(value))
+    if missing:
+        raise ParamsError(f"params.yaml: prepare.dataset = {dataset!r} but no folder in DATA_MIRROR={value} holds "
+                          f"{dataset}/{missing}, which prepare needs; add one that does, or unset DATA_MIRROR to download")
 
 
 def main() -> None:
@@ -29,8 +54,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="file to write once params.yaml is valid")
     args = parser.parse_args()
     params = load_params()  # every section, whatever sections params.py declares
-    train_size = json.loads(DATASETS_FILE.read_text())[params.prepare.dataset]["train_size"]
-    check_val_size(params.prepare.val_size, train_size)
+    declared = json.loads(DATASETS_FILE.read_text())[params.prepare.dataset]
+    check_val_size(params.prepare.val_size, declared["train_size"])
+    if prepare_reruns(params.prepare):  # else prepare keeps its outputs, whatever the mirror holds
+        check_mirror(params.prepare.dataset, list(declared["files"]), os.environ.get("DATA_MIRROR"))
     check_device(params.train.device)  # else DVC would delete the model, then train would refuse
 
     args.out.parent.mkdir(parents=True, exist_ok=True)

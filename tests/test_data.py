@@ -13,7 +13,7 @@ import torch
 import torchvision
 
 from conftest import ROOT, synthetic_digits, write_mirror
-from mnistbench import data
+from mnistbench import data, mirrors
 from mnistbench.files import FileFormatError, save_tensors
 from mnistbench.params import ParamsError, check_val_size
 
@@ -46,7 +46,20 @@ def test_every_dataset_params_yaml_allows_is_declared():
     ("/m:http://host:8080/x/y:file:///srv/d", ["/m", "http://host:8080/x/y", "file:///srv/d"]),
 ])
 def test_parse_mirrors_keeps_url_colons(value, roots):
-    assert data.parse_mirrors(value) == roots
+    assert mirrors.parse_mirrors(value) == roots
+
+
+def test_unobtainable_names_the_first_file_no_folder_holds_and_defers_to_downloads(tmp_path):
+    (tmp_path / "a" / "mnist").mkdir(parents=True)
+    (tmp_path / "b" / "mnist").mkdir(parents=True)
+    (tmp_path / "a" / "mnist" / "x.gz").write_bytes(b"")
+    (tmp_path / "b" / "mnist" / "y.gz").write_bytes(b"")
+    roots = [str(tmp_path / "a"), str(tmp_path / "b")]
+    assert mirrors.unobtainable("mnist", ["x.gz", "y.gz"], roots) is None  # each in some folder
+    assert mirrors.unobtainable("mnist", ["x.gz", "z.gz", "w.gz"], roots) == "z.gz"
+    assert mirrors.unobtainable("kmnist", ["x.gz"], roots) == "x.gz"
+    assert mirrors.unobtainable("mnist", ["z.gz"], roots + ["https://example.invalid/d"]) is None
+    assert mirrors.unobtainable("mnist", ["z.gz"], []) is None  # torchvision's mirrors
 
 
 def test_fetch_parses_idx_files_from_a_directory_mirror(tmp_path, mirror):

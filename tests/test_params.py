@@ -193,3 +193,47 @@ def test_validate_stage_refuses_cuda_on_a_machine_without_a_gpu(tmp_path):
     assert result.stderr.splitlines() == [
         "validate: error: params.yaml: train.device = 'cuda' but torch sees no CUDA device; use auto or cpu"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+LOCKED_PREPARE = "stages:\n  prepare:\n    params:\n      params.yaml:\n        prepare.dataset: {}\n        prepare.split_seed: 0\n        prepare.val_size: 5000\n"
+KMNIST_ABSENT = ("validate: error: params.yaml: prepare.dataset = 'kmnist' but no folder in DATA_MIRROR={} holds "
+                 "kmnist/train-images-idx3-ubyte.gz, which prepare needs; add one that does, or unset DATA_MIRROR to download")
+
+
+@pytest.mark.parametrize("locked, mirror, refused", [
+    (None, "folders", True),         # no dvc.lock: prepare will run
+    ("mnist", "folders", True),      # dvc.lock prepared mnist: prepare reruns for kmnist
+    ("kmnist", "folders", False),    # prepare's params as locked: its outputs stay, the mirror is not needed
+    (None, "with-a-url", False),     # a URL root may hold the files: prepare finds out
+    (None, "unset", False),          # torchvision's mirrors may: prepare finds out
+])
+def test_validate_refuses_a_dataset_no_mirror_folder_holds_when_prepare_would_rerun(tmp_path, locked, mirror, refused):
+    """Found by trying it: `dvc exp run -S prepare.dataset=kmnist` with DATA_MIRROR=../shared/datasets
+    (MNIST only) passed validate; DVC then deleted data/prepared and prepare failed."""
+    holds_mnist, empty = tmp_path / "m1", tmp_path / "m2"
+    (holds_mnist / "mnist").mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (holds_mnist / "mnist" / name).write_bytes(b"")
+    empty.mkdir()
+    folders = f"{holds_mnist}:{empty}"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), DATA_MIRROR={"folders": folders, "with-a-url": f"{folders}:https://example.invalid/d"}.get(mirror, ""))
+    if mirror == "unset":
+        del env["DATA_MIRROR"]
+    work = tmp_path / "repo"
+    work.mkdir()
+    (work / "params.yaml").write_text(with_value(repo_params_text(), "prepare.dataset", "kmnist"))
+    if locked:
+        (work / "dvc.lock").write_text(LOCKED_PREPARE.format(locked))
+    command = [sys.executable, "-m", "stages.validate", "--out", "data/params.ok"]
+    result = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
+    if refused:
+        assert result.returncode == 1
+        assert result.stderr.splitlines() == [KMNIST_ABSENT.format(folders)]
+        assert not (work / "data").exists()
+    else:
+        assert result.returncode == 0, result.stderr
+        assert (work / "data/params.ok").is_file()
+
+    (work / "params.yaml").write_text(repo_params_text())  # mnist, which the first folder holds
+    env["DATA_MIRROR"] = folders
+    assert subprocess.run(command, cwd=work, env=env, capture_output=True, text=True).returncode == 0

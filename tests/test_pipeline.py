@@ -357,3 +357,23 @@ def test_bad_params_stop_dvc_before_any_output_is_deleted(repo, edit, command, m
     assert "Running stage 'prepare'" not in result.stdout and "Running stage 'train'" not in result.stdout
     assert "DVC deleted" not in result.stderr  # validate's output is persist: nothing of it to bring back
     assert workspace_bytes(path) == before
+
+
+def test_a_dataset_the_mirror_lacks_stops_dvc_before_prepare_deletes_its_outputs(repo):
+    """Found by trying it with DATA_MIRROR=../shared/datasets (MNIST only) and -S prepare.dataset=kmnist:
+    validate passed, DVC deleted data/prepared, then prepare failed. validate now looks first."""
+    path, env, _ = repo
+    sh(path, env, "git", "add", "-A")
+    sh(path, env, "git", "commit", "-qm", "before a dataset the mirror lacks", "--allow-empty")
+    before = workspace_bytes(path)
+    fashion = Path(env["DATA_MIRROR"]) / "fashion-mnist"
+    fashion.rename(fashion.with_name("elsewhere"))
+    try:
+        result = sh(path, env, "dvc", "exp", "run", "-S", "prepare.dataset=fashion-mnist", check=False)
+    finally:
+        fashion.with_name("elsewhere").rename(fashion)
+    assert result.returncode != 0
+    assert (f"validate: error: params.yaml: prepare.dataset = 'fashion-mnist' but no folder in DATA_MIRROR="
+            f"{env['DATA_MIRROR']} holds fashion-mnist/train-images-idx3-ubyte.gz") in result.stderr, result.stderr
+    assert "Running stage 'prepare'" not in result.stdout
+    assert workspace_bytes(path) == before
