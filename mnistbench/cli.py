@@ -10,6 +10,7 @@ stage that fails or is interrupted there also says how to bring the previous res
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from typing import Callable
@@ -84,9 +85,28 @@ def run_command(name: str, main: Callable[[], None]) -> None:
     except OSError as e:  # disk full, read-only folder, permissions: the user's to fix, not our bug
         print(f"{name}: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
         raise SystemExit(1) from None
+    except (MemoryError, RuntimeError) as e:  # a model or batch too large for this machine: torch says how much
+        asked = out_of_memory(e)
+        if asked is None:
+            raise
+        print(f"{name}: error: out of memory{asked}; a smaller model (model.hidden, model.channels) "
+              f"or batch (train.batch_size, evaluate.batch_size) needs less", file=sys.stderr)
+        raise SystemExit(1) from None
     except subprocess.CalledProcessError as e:  # git or dvc refused: outside a repository, no commit yet...
         said = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else e.stderr or ""
         said = " ".join(said.split())[-300:]
         print(f"{name}: error: `{' '.join(map(str, e.cmd))}` exited {e.returncode}" + (f": {said}" if said else ""),
               file=sys.stderr)
         raise SystemExit(1) from None
+
+
+def out_of_memory(e: BaseException) -> str | None:
+    """For an allocation that failed (Python's MemoryError, torch's CPU allocator or CUDA), what it
+    asked for, e.g. ' (3,136.0 GB asked)', or '' where it did not say; None for any other error."""
+    said = str(e)
+    if not (isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError" or "can't allocate memory" in said):
+        return None
+    asked = re.search(r"ried to allocate (\d+) bytes|ried to allocate ([\d.]+ [KMGT]?i?B)", said)
+    if not asked:
+        return ""
+    return f" ({int(asked[1]) / 1e9:,.1f} GB asked)" if asked[1] else f" ({asked[2]} asked)"

@@ -44,9 +44,16 @@ def _live_class():
 
 @contextlib.contextmanager
 def epoch_logger(folder: Path) -> Iterator[Callable[[dict], None]]:
-    """A callback taking one history row (mnistbench.train.fit's) per epoch, logging it to `folder`."""
-    with _live_class()(str(folder), dvcyaml=None, save_dvc_exp=False, report=None) as live:
+    """A callback taking one history row (mnistbench.train.fit's) per epoch, logging it to `folder`.
+    DVCLive starts, clearing `folder` and writing an empty metrics.json, when the first epoch ends:
+    a run that fails before (a model too large for memory, a bad data file) leaves `folder` as it was."""
+    with contextlib.ExitStack() as stack:
+        live = None
+
         def log_epoch(row: dict) -> None:
+            nonlocal live
+            if live is None:
+                live = stack.enter_context(_live_class()(str(folder), dvcyaml=None, save_dvc_exp=False, report=None))
             for split in SPLITS:
                 for name in METRICS:
                     live.log_metric(f"{split}/{name}", round(row[f"{split}_{name}"], 6))

@@ -26,6 +26,8 @@ class ParamsError(ValueError):
 
 
 SEED_MAX = 2**63 - 1  # torch.manual_seed's largest seed that is also a valid int64 (it wraps above)
+INT_MAX = 2**63 - 1  # every integer: torch takes int64 (split_seed 2**64 crashed prepare, after DVC deleted its outputs)
+THREADS_MAX = 1024  # torch.set_num_threads takes a C int; past any machine's cores, a typo
 
 
 def _spec(help: str, *, min=None, max=None, min_exclusive=None, choices=None, min_items=None, max_items=None):
@@ -64,7 +66,7 @@ class TrainParams:
     normalize_mean: float = _spec("mean pixel value (of [0, 1] pixels) subtracted before the model")
     normalize_std: float = _spec("pixel standard deviation divided out before the model", min_exclusive=0.0)
     device: str = _spec("where to train: auto picks cuda when present", choices=("auto", "cpu", "cuda"))
-    threads: int = _spec("torch CPU threads; the count can change the float bits of the result", min=1)
+    threads: int = _spec("torch CPU threads; the count can change the float bits of the result", min=1, max=THREADS_MAX)
 
 
 @dataclass(frozen=True)
@@ -213,6 +215,8 @@ def _check(key: str, value, hint, rules, path: str):
         raise fail(f"must be >= {rules['min']}")
     if rules["max"] is not None and value > rules["max"]:
         raise fail(f"must be <= {rules['max']}")
+    if hint is int and value > INT_MAX:
+        raise fail(f"must be <= {INT_MAX} (a 64-bit integer)")
     if rules["min_exclusive"] is not None and value <= rules["min_exclusive"]:
         raise fail(f"must be > {rules['min_exclusive']}")
     return value

@@ -35,7 +35,7 @@ def main() -> None:
     device = configure_torch(params.train.threads, params.train.device)
 
     train, val = (load_normalized(args.data / f"{split}.pt", mean, std, device) for split in ("train", "val"))
-    with epoch_logger(args.live) as log_epoch:  # after the data: a bad file is reported before DVCLive clears its folder
+    with epoch_logger(args.live) as log_epoch:  # DVCLive starts once an epoch ends: a failure before leaves its folder
         model, history, seconds = fit(params.model, params.train, train, val, device, on_epoch=log_epoch)
 
     save_checkpoint(args.model, model, params.model, mean, std)

@@ -13,6 +13,7 @@ import pytest
 
 from conftest import ROOT, set_params, synthetic_digits
 from mnistbench import data
+from mnistbench.cli import out_of_memory
 
 BAD_PARAMS = "params.yaml: train.lr = 'abc': must be a number, e.g. 0.001 or 1e-3"
 NO_DATA = "data/prepared/train.pt: prepared data not found; run `dvc repro` (or `dvc pull`) to make it"
@@ -103,3 +104,34 @@ def test_sweep_prints_each_seeds_validation_curve_and_their_mean_and_min_per_epo
     assert [int(r[0].strip("| ")) for r in rows] == [1, 2, 3]
     for (_, mean, low), accs in zip(rows, zip(*curves)):
         assert float(mean) == pytest.approx(sum(accs) / 2, abs=1e-4) and float(low.strip(" |")) == min(accs)
+
+
+def test_a_model_too_large_for_memory_ends_the_train_stage_in_one_line(tmp_path):
+    """params.yaml cannot bound memory (validate passes a width of 10^11); the train stage says so
+    in one line, not torch's allocator traceback, and writes no model."""
+    prepared = tmp_path / "prepared"
+    prepared.mkdir()
+    for split, n, seed in (("train", 96, 1), ("val", 40, 2)):
+        data.save_split(prepared / f"{split}.pt", *synthetic_digits(n, seed))
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    set_params(tmp_path / "params.yaml", train__device="cpu", model__hidden=[100_000_000_000])
+    result = subprocess.run([sys.executable, "-m", "stages.train", "--data", "prepared", "--model", "model.pt",
+                             "--metrics", "train.json", "--live", "live", "--run-info", "info.json", "--time", "time.json"],
+                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "train: error: out of memory (313,600.0 GB asked); a smaller model (model.hidden, model.channels) or batch "
+        "(train.batch_size, evaluate.batch_size) needs less"], result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml", "prepared"]
+
+
+def test_out_of_memory_is_told_from_other_errors():
+    class OutOfMemoryError(RuntimeError):  # torch.OutOfMemoryError's name: CUDA's, where torch has no CUDA
+        pass
+
+    cuda = OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.2 GiB")
+    assert out_of_memory(cuda) == " (2.00 GiB asked)"
+    assert out_of_memory(MemoryError()) == ""
+    assert out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 2500000000 bytes.")) == " (2.5 GB asked)"
+    assert out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) is None

@@ -96,6 +96,12 @@ def test_integer_accepted_where_a_float_is_expected(tmp_path):
     ("check.significance", "0", r"check\.significance = 0\.0: must be > 0"),
     ("check.significance", "0.9", r"check\.significance = 0\.9: must be <= 0\.5"),
     ("check.min_drop", "-0.001", r"check\.min_drop = -0\.001: must be >= 0"),
+    # past torch's integers: each crashed its stage, after DVC had deleted the stage's outputs
+    ("prepare.split_seed", "18446744073709551616",
+     r"prepare\.split_seed = 18446744073709551616: must be <= 9223372036854775807 \(a 64-bit integer\)"),
+    ("model.hidden", "[128, 100000000000000000000]",
+     r"model\.hidden\[1\] = 100000000000000000000: must be <= 9223372036854775807 \(a 64-bit integer\)"),
+    ("train.threads", "1000000000000", r"train\.threads = 1000000000000: must be <= 1024"),
 ])
 def test_bad_value_names_key_value_and_rule(tmp_path, key, literal, message):
     with pytest.raises(ParamsError, match=message) as err:
