@@ -34,6 +34,7 @@ import re
 import subprocess
 import sys
 
+from mnistbench import mirrors
 from mnistbench.ray_grid import RAN  # stdlib only at import: Ray loads in ray_grid.run_grid alone
 
 RESTORED = ["params.yaml", "dvc.lock", "metrics", "plots", "dvclive"]
@@ -220,7 +221,7 @@ def on_ray(runs: list[list[str]], checked: list, args, targets: list[str]) -> No
     head = git("rev-parse", "HEAD")
     author = tuple(subprocess.run(["git", "config", key], capture_output=True, text=True).stdout.strip() or default
                    for key, default in (("user.name", "mnistbench grid"), ("user.email", "grid@localhost")))
-    env = {k: v for k, v in os.environ.items() if k == "DATA_MIRROR"}
+    env = {k: mirrors.absolute(v) for k, v in os.environ.items() if k == "DATA_MIRROR"}  # the clones are elsewhere
     if args.address:
         ray_grid.check_address(args.address)
         url = subprocess.run(["git", "remote", "get-url", args.git_remote], capture_output=True, text=True)

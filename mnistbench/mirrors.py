@@ -10,6 +10,7 @@ outputs, that prepare could not obtain its files.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -24,6 +25,12 @@ def parse_mirrors(value: str | None) -> list[str]:
 
 def is_url(root: str) -> bool:
     return "://" in root
+
+
+def absolute(value: str) -> str:
+    """DATA_MIRROR with each folder root made absolute, for runs in another folder (a Ray grid's
+    clones): `../shared/datasets` means the folder beside the repository, not beside the clone."""
+    return ":".join(root if is_url(root) else os.path.abspath(root) for root in parse_mirrors(value))
 
 
 def unobtainable(dataset: str, names: Iterable[str], mirrors: list[str]) -> str | None:

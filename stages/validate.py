@@ -43,10 +43,14 @@ def prepare_reruns(prepare: PrepareParams, lock: Path = Path("dvc.lock")) -> boo
 
 
 def check_mirror(dataset: str, names: list[str], value: str | None) -> None:
-    missing = unobtainable(dataset, names, parse_mirrors(value))
+    roots = parse_mirrors(value)
+    missing = unobtainable(dataset, names, roots)
     if missing:
+        relative = "" if all(os.path.isabs(root) for root in roots) else (
+            f" (relative roots are read from {os.getcwd()}: a queued or --temp experiment runs in a copy there)")
         raise ParamsError(f"params.yaml: prepare.dataset = {dataset!r} but no folder in DATA_MIRROR={value} holds "
-                          f"{dataset}/{missing}, which prepare needs; add one that does, or unset DATA_MIRROR to download")
+                          f"{dataset}/{missing}, which prepare needs{relative}; add one that does, or unset "
+                          f"DATA_MIRROR to download")
 
 
 def main() -> None:

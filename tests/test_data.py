@@ -62,6 +62,11 @@ def test_unobtainable_names_the_first_file_no_folder_holds_and_defers_to_downloa
     assert mirrors.unobtainable("mnist", ["z.gz"], []) is None  # torchvision's mirrors
 
 
+def test_absolute_makes_folder_roots_absolute_and_keeps_urls(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert mirrors.absolute("../m:https://example.org:8080/d:/srv/x") == f"{tmp_path.parent}/m:https://example.org:8080/d:/srv/x"
+
+
 def test_fetch_parses_idx_files_from_a_directory_mirror(tmp_path, mirror):
     root, files = mirror
     train_images, train_labels, test_images, test_labels = data.fetch(tmp_path / "work", [str(root)], files)

@@ -220,3 +220,14 @@ def test_a_two_node_cluster_sees_the_repository_only_through_its_git_and_dvc_rem
     remote_refs = sh(path, env, "git", "ls-remote", str(bare), "refs/exps/*").stdout
     assert all(name in remote_refs for name in new)  # they travelled through the bare remote
     assert tracked_state(path, env).splitlines()[-1] == state.splitlines()[-1]
+
+
+def test_a_relative_data_mirror_reaches_the_clones_that_prepare_again(repo):
+    """DATA_MIRROR=../shared/datasets is relative to where the grid starts; each Ray run is a clone in
+    a temporary folder, where the same words name no folder: the grid passes the roots made absolute."""
+    path, env = repo
+    relative = {**env, "DATA_MIRROR": os.path.relpath(env["DATA_MIRROR"], path)}
+    grid = sh(path, relative, *GRID, "--jobs", "2", "-S", "prepare.val_size=40,60", "-S", "train.epochs=1")
+    assert "grid: 2 of 2 run; each finished run is an experiment of this repository" in grid.stdout, grid.stdout
+    runs = [v for v in experiments(path, env).values() if v["params"]["prepare"]["val_size"] in (40, 60)]
+    assert sorted(v["params"]["prepare"]["val_size"] for v in runs) == [40, 60]

@@ -243,3 +243,16 @@ def test_validate_refuses_a_dataset_no_mirror_folder_holds_when_prepare_would_re
     (work / "params.yaml").write_text(repo_params_text())  # mnist, which the first folder holds
     env["DATA_MIRROR"] = folders
     assert subprocess.run(command, cwd=work, env=env, capture_output=True, text=True).returncode == 0
+
+
+def test_validate_says_where_a_relative_mirror_root_was_read_from(tmp_path):
+    """A queued or --temp experiment runs in a copy under .dvc/tmp/exps, where ../shared/datasets names
+    another folder: the line says which."""
+    (tmp_path / "params.yaml").write_text(repo_params_text())
+    result = subprocess.run([sys.executable, "-m", "stages.validate", "--out", "data/params.ok"], cwd=tmp_path,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT), DATA_MIRROR="../nowhere"), capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"validate: error: params.yaml: prepare.dataset = 'mnist' but no folder in DATA_MIRROR=../nowhere holds "
+        f"mnist/train-images-idx3-ubyte.gz, which prepare needs (relative roots are read from {tmp_path}: a queued or "
+        f"--temp experiment runs in a copy there); add one that does, or unset DATA_MIRROR to download"]
