@@ -6,6 +6,7 @@ rename), so a killed stage leaves the previous file or none, never half of one.
 
 from __future__ import annotations
 
+import errno
 import glob
 import io
 import json
@@ -24,6 +25,8 @@ class FileFormatError(ValueError):
 
 def write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
+    if path.is_dir():  # else os.replace fails naming the temporary file
+        raise IsADirectoryError(errno.EISDIR, "is a directory; give a file's path", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a SIGKILLed writer
         stale.unlink(missing_ok=True)

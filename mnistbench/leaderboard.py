@@ -17,6 +17,7 @@ import json
 import subprocess
 import sys
 
+from mnistbench.cli import run_command
 from mnistbench.files import write_text
 
 COLUMNS = ["experiment", "dataset", "model", "training", "test accuracy, mean ± sd (n seeds)",
@@ -121,4 +122,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command("leaderboard", main)

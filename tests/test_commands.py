@@ -31,6 +31,7 @@ CASES = [  # command and its arguments, what is wrong, the end of its one line
     (["bench_grid"], "git", NO_GIT),
     (["reproduced"], "git", NO_GIT),
     (["plots_page"], "git", "no dvc.yaml here: run this in the repository's root, after `dvc repro`"),
+    (["leaderboard"], "git", "ERROR: you are not inside of a DVC repository"),
 ]
 
 
@@ -135,3 +136,14 @@ def test_out_of_memory_is_told_from_other_errors():
     assert out_of_memory(MemoryError()) == ""
     assert out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 2500000000 bytes.")) == " (2.5 GB asked)"
     assert out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) is None
+
+
+def test_an_output_path_that_is_a_folder_is_refused_in_one_line(tmp_path):
+    """It failed in os.replace with a traceback that named the temporary file (leaderboard --output metrics)."""
+    from mnistbench.files import write_text
+
+    (tmp_path / "metrics").mkdir()
+    with pytest.raises(IsADirectoryError) as refused:
+        write_text(tmp_path / "metrics", "| table |\n")
+    assert str(refused.value) == f"[Errno 21] is a directory; give a file's path: '{tmp_path / 'metrics'}'"
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics"] and not list((tmp_path / "metrics").iterdir())
