@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,6 +154,36 @@ def check_device(device: str) -> None:
 
         if not torch.cuda.is_available():
             raise ParamsError("params.yaml: train.device = 'cuda' but torch sees no CUDA device; use auto or cpu")
+
+
+def parameter_count(model: ModelParams) -> int:
+    """How many parameters mnistbench.model.build_model(model) holds, without torch (its image side
+    and class count are every dataset's: 28x28, 10 classes); tests/test_model_train.py checks it."""
+    features, convs = 28 * 28, 0
+    if model.arch == "cnn":
+        channels, side = 1, 28
+        for c in model.channels:  # 3x3 conv with bias, then a 2x2 max-pool
+            convs += channels * c * 9 + c
+            channels, side = c, side // 2
+        features = channels * side * side
+    widths = [features, *(() if model.arch == "linear" else model.hidden), 10]
+    return convs + sum(a * b + b for a, b in zip(widths, widths[1:]))
+
+
+def check_memory(model: ModelParams) -> None:
+    """The model against this machine's memory: training holds 16 bytes a parameter at the least
+    (float32 weights, gradients and Adam's two moments). Else, under DVC, the train stage would
+    fail only after DVC had deleted the model (a width of 10^11, typed once here)."""
+    needed = 16 * parameter_count(model)
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): the stage finds out
+        return
+    if needed > total:
+        shown = f"model.hidden = {list(model.hidden)}" + (f", model.channels = {list(model.channels)}" if model.arch == "cnn" else "")
+        raise ParamsError(f"params.yaml: {shown}: {parameter_count(model):,} parameters need {needed / 1e9:,.0f} GB "
+                          f"to train (float32 weights, gradients, Adam's moments), more than this machine's "
+                          f"{total / 1e9:,.0f} GB; use smaller widths")
 
 
 def check_val_size(val_size: int, train_size: int) -> None:

@@ -26,7 +26,7 @@ from ruamel.yaml.error import YAMLError
 import mnistbench
 from mnistbench.cli import run_stage
 from mnistbench.mirrors import parse_mirrors, unobtainable
-from mnistbench.params import ParamsError, PrepareParams, check_device, check_val_size, load_params
+from mnistbench.params import ParamsError, PrepareParams, check_device, check_memory, check_val_size, load_params
 
 DATASETS_FILE = Path(mnistbench.__file__).with_name("datasets.json")
 VALID = "params.yaml passed stages.validate\n"  # the output's bytes, whatever the params
@@ -63,6 +63,7 @@ def main() -> None:
     if prepare_reruns(params.prepare):  # else prepare keeps its outputs, whatever the mirror holds
         check_mirror(params.prepare.dataset, list(declared["files"]), os.environ.get("DATA_MIRROR"))
     check_device(params.train.device)  # else DVC would delete the model, then train would refuse
+    check_memory(params.model)  # likewise: a width typed with zeros too many
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(f".{args.out.name}.tmp")

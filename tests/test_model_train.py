@@ -6,7 +6,7 @@ import torch
 from conftest import model_params, synthetic_digits
 from mnistbench.files import FileFormatError
 from mnistbench.model import MLP, build_model, load_checkpoint, save_checkpoint
-from mnistbench.params import TrainParams
+from mnistbench.params import TrainParams, parameter_count
 from mnistbench.train import fit, loss_and_accuracy, normalize, setup, train_epoch
 
 torch.set_num_threads(1)
@@ -42,6 +42,15 @@ def test_linear_and_cnn_shapes():
     assert cnn(torch.zeros(5, 784)).shape == (5, 10) and linear(torch.zeros(5, 784)).shape == (5, 10)
     one_block = build_model(model_params(arch="cnn", channels=(4,), hidden=(16,)))
     assert one_block(torch.zeros(2, 784)).shape == (2, 10)  # 28 -> 14
+
+
+@pytest.mark.parametrize("changes", [{}, {"arch": "linear"}, {"arch": "cnn"}, {"hidden": (300, 7, 5), "dropout": 0.5},
+                                     {"arch": "cnn", "channels": (4,), "hidden": (16,)},
+                                     {"arch": "cnn", "channels": (3, 5, 6), "hidden": (9, 2), "activation": "gelu"}])
+def test_parameter_count_without_torch_is_build_models(changes):
+    """validate refuses a model too large for memory from this count (params.check_memory)."""
+    model = model_params(**changes)
+    assert parameter_count(model) == sum(p.numel() for p in build_model(model).parameters())
 
 
 def test_dropout_modules_only_when_asked_and_the_seeds_layer_names_kept():

@@ -256,3 +256,17 @@ def test_validate_says_where_a_relative_mirror_root_was_read_from(tmp_path):
         f"validate: error: params.yaml: prepare.dataset = 'mnist' but no folder in DATA_MIRROR=../nowhere holds "
         f"mnist/train-images-idx3-ubyte.gz, which prepare needs (relative roots are read from {tmp_path}: a queued or "
         f"--temp experiment runs in a copy there); add one that does, or unset DATA_MIRROR to download"]
+
+
+def test_validate_refuses_a_model_too_large_for_this_machines_memory(tmp_path):
+    """Under `dvc exp run -S model.hidden=[100000000000]`, DVC deleted the model, then train ran out of memory."""
+    (tmp_path / "params.yaml").write_text(with_value(repo_params_text(), "model.hidden", "[100000000000, 64]"))
+    result = subprocess.run([sys.executable, "-m", "stages.validate", "--out", "data/params.ok"], cwd=tmp_path,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True)
+    assert result.returncode == 1
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert result.stderr.splitlines() == [
+        f"validate: error: params.yaml: model.hidden = [100000000000, 64]: 84,900,000,000,714 parameters need "
+        f"1,358,400 GB to train (float32 weights, gradients, Adam's moments), more than this machine's "
+        f"{total / 1e9:,.0f} GB; use smaller widths"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]

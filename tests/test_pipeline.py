@@ -348,8 +348,10 @@ NO_CUDA = "validate: error: params.yaml: train.device = 'cuda' but torch sees no
     ("malformed", ["dvc", "repro"], "ERROR: unable to read: 'params.yaml', YAML file structure is corrupted"),
     pytest.param({}, ["dvc", "exp", "run", "-S", "train.device=cuda"], NO_CUDA,
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: cuda is valid here")),
+    ({}, ["dvc", "exp", "run", "-S", "model.hidden=[100000000000]"],
+     "validate: error: params.yaml: model.hidden = [100000000000]: 79,500,000,000,010 parameters need 1,272,000 GB"),
 ], ids=["repro-epochs", "repro-unknown-key", "repro-train-lr", "repro-evaluate-val-size", "exp-epochs",
-        "exp-unknown-key", "exp-val-size", "repro-malformed", "exp-cuda-without-a-gpu"])
+        "exp-unknown-key", "exp-val-size", "repro-malformed", "exp-cuda-without-a-gpu", "exp-model-too-large"])
 def test_bad_params_stop_dvc_before_any_output_is_deleted(repo, edit, command, message):
     path, env, _ = repo
     sh(path, env, "git", "add", "-A")  # `dvc exp run` needs a commit to run from
