@@ -174,14 +174,15 @@ def check_memory(model: ModelParams) -> None:
     """The model against this machine's memory: training holds 16 bytes a parameter at the least
     (float32 weights, gradients and Adam's two moments). Else, under DVC, the train stage would
     fail only after DVC had deleted the model (a width of 10^11, typed once here)."""
-    needed = 16 * parameter_count(model)
+    count = parameter_count(model)
+    needed = 16 * count
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):  # no sysconf (Windows): the stage finds out
         return
     if needed > total:
         shown = f"model.hidden = {list(model.hidden)}" + (f", model.channels = {list(model.channels)}" if model.arch == "cnn" else "")
-        raise ParamsError(f"params.yaml: {shown}: {parameter_count(model):,} parameters need {needed / 1e9:,.0f} GB "
+        raise ParamsError(f"params.yaml: {shown}: {count:,} parameters need {needed / 1e9:,.0f} GB "
                           f"to train (float32 weights, gradients, Adam's moments), more than this machine's "
                           f"{total / 1e9:,.0f} GB; use smaller widths")
 

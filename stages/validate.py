@@ -7,9 +7,10 @@ checks too late to keep them. Every other stage depends on this stage's output, 
 first, and a bad value stops `dvc repro` / `dvc exp run` here with one line naming the key,
 before any other stage's outputs are touched. Its output (persist: true in dvc.yaml, so DVC never
 deletes it) holds the same bytes whatever the valid params are: it never makes another stage rerun.
-It also refuses what this machine cannot run: train.device cuda without a GPU, and, where
-prepare's params differ from those dvc.lock recorded (so prepare will rerun), a DATA_MIRROR of
-folders only that lack one of the dataset's files (prepare would fail, with its outputs deleted).
+It also refuses what this machine cannot run: train.device cuda without a GPU, a model whose
+parameters alone pass this machine's memory, and, where prepare's params differ from those
+dvc.lock recorded (so prepare will rerun), a DATA_MIRROR of folders only that lack one of the
+dataset's files (prepare would fail, with its outputs deleted).
 Imports no torch (unless train.device is cuda: only torch can tell whether this machine has one): a
 changed parameter pays this stage's start-up (about 0.1 s) before the real work.
 """
