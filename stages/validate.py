@@ -43,10 +43,10 @@ def prepare_reruns(prepare: PrepareParams, lock: Path = Path("dvc.lock")) -> boo
         return True
 
 
-def check_mirror(dataset: str, names: list[str], value: str | None) -> None:
-    roots = parse_mirrors(value)
+def check_mirror(prepare: PrepareParams, names: list[str], value: str | None) -> None:
+    dataset, roots = prepare.dataset, parse_mirrors(value)
     missing = unobtainable(dataset, names, roots)
-    if missing:
+    if missing and prepare_reruns(prepare):  # else prepare keeps its outputs, whatever the mirror holds
         relative = "" if all(os.path.isabs(root) for root in roots) else (
             f" (relative roots are read from {os.getcwd()}: a queued or --temp experiment runs in a copy there)")
         raise ParamsError(f"params.yaml: prepare.dataset = {dataset!r} but no folder in DATA_MIRROR={value} holds "
@@ -61,8 +61,7 @@ def main() -> None:
     params = load_params()  # every section, whatever sections params.py declares
     declared = json.loads(DATASETS_FILE.read_text())[params.prepare.dataset]
     check_val_size(params.prepare.val_size, declared["train_size"])
-    if prepare_reruns(params.prepare):  # else prepare keeps its outputs, whatever the mirror holds
-        check_mirror(params.prepare.dataset, list(declared["files"]), os.environ.get("DATA_MIRROR"))
+    check_mirror(params.prepare, list(declared["files"]), os.environ.get("DATA_MIRROR"))  # files first: dvc.lock costs 60 ms
     check_device(params.train.device)  # else DVC would delete the model, then train would refuse
     check_memory(params.model)  # likewise: a width typed with zeros too many
 
