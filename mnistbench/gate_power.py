@@ -27,13 +27,12 @@ import statistics
 import time
 from pathlib import Path
 
-from ruamel.yaml import YAML
 from scipy import stats
 
 from mnistbench.check import FAIL, Sample, decide
 from mnistbench.cli import run_command
 from mnistbench.files import FileFormatError, write_json, write_text
-from mnistbench.params import Params, ParamsError, from_dict, load_params, override as params_override
+from mnistbench.params import Params, ParamsError, from_dict, load_tree, override as params_override
 from mnistbench.replicates import fit_replicates, quiet
 from mnistbench.train import configure_torch, load_normalized, run_info
 
@@ -111,13 +110,13 @@ def main() -> None:
         parser.error(f"--significance {args.significance:g}: must lie between 0 and 1, e.g. 0.01")
     if args.draws < 1 or (args.jobs is not None and args.jobs < 1):
         parser.error("--draws and --jobs must be at least 1")
-    params = load_params()
+    tree = load_tree()  # kept: each --regression is applied to it
+    params = from_dict(tree)
     n, rules = params.replicates.n, params.check
     if args.significance is not None:
         rules = dataclasses.replace(rules, significance=args.significance)
     if args.pool < 2 * n or args.regression_pool < n:
         parser.error(f"--pool must be at least 2 x replicates.n = {2 * n}, --regression-pool at least {n}")
-    tree = YAML(typ="safe", pure=True).load(Path("params.yaml").read_text())  # load_params read it: valid
     regressions = [(assignment, override(tree, assignment)) for assignment in args.regression or DEFAULT_REGRESSIONS]
     device = configure_torch(params.train.threads, params.train.device)
     jobs = args.jobs or params.replicates.jobs

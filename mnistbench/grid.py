@@ -88,15 +88,13 @@ def check_values(runs: list[list[str]]) -> list:
     """Each run's params.yaml with its overrides, checked by params.py's rules (as the validate
     stage will): one line naming the first bad -S, before anything runs. Values are read as YAML,
     as `dvc exp run -S` reads them."""
-    from ruamel.yaml import YAML
-    from mnistbench.params import ParamsError, from_dict, load_params, override
+    from mnistbench.params import ParamsError, from_dict, load_tree, override
 
     try:
-        load_params("params.yaml")
-    except (ParamsError, OSError) as e:
+        base = load_tree("params.yaml")
+        from_dict(base)
+    except ParamsError as e:
         raise SystemExit(f"grid: error: {e}") from None
-    with open("params.yaml") as f:
-        base = YAML(typ="safe").load(f)
     checked = []
     for run in runs:
         tree = base

@@ -103,16 +103,20 @@ class Params:
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
+    return from_dict(load_tree(path), path=str(path))
+
+
+def load_tree(path: str | Path = "params.yaml"):
+    """params.yaml as read, unchecked: what override applies `-S key=value` to before from_dict."""
     path = Path(path)
     try:
-        tree = YAML(typ="safe", pure=True).load(path.read_text())
+        return YAML(typ="safe", pure=True).load(path.read_text())
     except OSError as e:
         raise ParamsError(f"{path}: cannot read it ({e.strerror})") from None
     except YAMLError as e:
         where = getattr(e, "problem_mark", None)
         line = f" at line {where.line + 1}" if where else ""
         raise ParamsError(f"{path}: not valid YAML{line}: {getattr(e, 'problem', None) or e}") from None
-    return from_dict(tree, path=str(path))
 
 
 def from_dict(tree, path: str = "params.yaml") -> Params:
@@ -263,6 +267,6 @@ def as_dict(params) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(params).items()}
 
 
-__all__ = ["Params", "ParamsError", "load_params", "from_dict", "section", "as_dict",
+__all__ = ["Params", "ParamsError", "load_params", "load_tree", "from_dict", "section", "as_dict",
            "PrepareParams", "ModelParams", "TrainParams", "EvaluateParams", "ReplicatesParams",
            "CheckParams", "SEED_MAX"]

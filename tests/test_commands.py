@@ -50,6 +50,13 @@ def test_a_command_on_bad_input_says_one_line_and_writes_nothing(tmp_path, comma
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
 
 
+def tiny_prepared(folder):
+    """train.pt and val.pt of a few synthetic digits, as the prepare stage writes them."""
+    folder.mkdir()
+    for split, n, seed in (("train", 96, 1), ("val", 40, 2)):
+        data.save_split(folder / f"{split}.pt", *synthetic_digits(n, seed))
+
+
 BAD_ARGUMENTS = [  # argparse's usage line, then one line naming the argument: exit 2
     (["sweep", "--seeds", "0"], "must be at least 1"), (["sweep", "--epochs", "0"], "must be at least 1"),
     (["bench_replicates", "--seeds", "0"], "must be at least 1"), (["bench_replicates", "--jobs", "0"], "must be at least 1"),
@@ -87,10 +94,7 @@ def test_gate_power_refuses_a_bad_regression_and_a_corrupt_cache_before_training
 
 
 def test_sweep_prints_each_seeds_validation_curve_and_their_mean_and_min_per_epoch(tmp_path):
-    prepared = tmp_path / "prepared"
-    prepared.mkdir()
-    for split, n, seed in (("train", 96, 1), ("val", 40, 2)):
-        data.save_split(prepared / f"{split}.pt", *synthetic_digits(n, seed))
+    tiny_prepared(tmp_path / "prepared")
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
     set_params(tmp_path / "params.yaml", train__device="cpu")
     result = subprocess.run([sys.executable, "-m", "mnistbench.sweep", "--seeds", "2", "--epochs", "3", "--data", "prepared"],
@@ -110,10 +114,7 @@ def test_sweep_prints_each_seeds_validation_curve_and_their_mean_and_min_per_epo
 def test_a_model_too_large_for_memory_ends_the_train_stage_in_one_line(tmp_path):
     """params.yaml cannot bound memory (validate passes a width of 10^11); the train stage says so
     in one line, not torch's allocator traceback, and writes no model."""
-    prepared = tmp_path / "prepared"
-    prepared.mkdir()
-    for split, n, seed in (("train", 96, 1), ("val", 40, 2)):
-        data.save_split(prepared / f"{split}.pt", *synthetic_digits(n, seed))
+    tiny_prepared(tmp_path / "prepared")
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
     set_params(tmp_path / "params.yaml", train__device="cpu", model__hidden=[100_000_000_000])
     result = subprocess.run([sys.executable, "-m", "stages.train", "--data", "prepared", "--model", "model.pt",

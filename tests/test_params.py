@@ -169,6 +169,12 @@ def test_a_validation_set_as_large_as_the_training_set_stops_prepare_before_any_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
 
+def run_validate(cwd, **env) -> subprocess.CompletedProcess:
+    """The validate stage as DVC runs it, in `cwd`, with `env` added to this process's environment."""
+    return subprocess.run([sys.executable, "-m", "stages.validate", "--out", "data/params.ok"], cwd=cwd,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT), **env), capture_output=True, text=True)
+
+
 def test_validate_stage_writes_the_same_bytes_for_any_valid_params_and_loads_no_torch(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     command = [sys.executable, "-X", "importtime", "-m", "stages.validate", "--out", "data/params.ok"]
@@ -193,8 +199,7 @@ def test_validate_stage_writes_the_same_bytes_for_any_valid_params_and_loads_no_
 def test_validate_stage_refuses_cuda_on_a_machine_without_a_gpu(tmp_path):
     """Caught by validate, not by train: under `dvc repro`, DVC would have deleted the model first."""
     (tmp_path / "params.yaml").write_text(with_value(repo_params_text(), "train.device", "cuda"))
-    result = subprocess.run([sys.executable, "-m", "stages.validate", "--out", "data/params.ok"], cwd=tmp_path,
-                            env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True)
+    result = run_validate(tmp_path)
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         "validate: error: params.yaml: train.device = 'cuda' but torch sees no CUDA device; use auto or cpu"]
@@ -249,8 +254,7 @@ def test_validate_says_where_a_relative_mirror_root_was_read_from(tmp_path):
     """A queued or --temp experiment runs in a copy under .dvc/tmp/exps, where ../shared/datasets names
     another folder: the line says which."""
     (tmp_path / "params.yaml").write_text(repo_params_text())
-    result = subprocess.run([sys.executable, "-m", "stages.validate", "--out", "data/params.ok"], cwd=tmp_path,
-                            env=dict(os.environ, PYTHONPATH=str(ROOT), DATA_MIRROR="../nowhere"), capture_output=True, text=True)
+    result = run_validate(tmp_path, DATA_MIRROR="../nowhere")
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         f"validate: error: params.yaml: prepare.dataset = 'mnist' but no folder in DATA_MIRROR=../nowhere holds "
@@ -261,8 +265,7 @@ def test_validate_says_where_a_relative_mirror_root_was_read_from(tmp_path):
 def test_validate_refuses_a_model_too_large_for_this_machines_memory(tmp_path):
     """Under `dvc exp run -S model.hidden=[100000000000]`, DVC deleted the model, then train ran out of memory."""
     (tmp_path / "params.yaml").write_text(with_value(repo_params_text(), "model.hidden", "[100000000000, 64]"))
-    result = subprocess.run([sys.executable, "-m", "stages.validate", "--out", "data/params.ok"], cwd=tmp_path,
-                            env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True)
+    result = run_validate(tmp_path)
     assert result.returncode == 1
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     assert result.stderr.splitlines() == [
