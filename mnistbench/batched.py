@@ -1,23 +1,28 @@
-"""Many seeds of an MLP trained at once as one batched model: the replicates stage on a GPU.
+"""Many seeds of a dense model trained at once as one batched model: the replicates stage on a GPU.
 
+    reason = unstackable(model_params)         # None: these seeds can train batched
     state_dicts, test_logits = fit_batched(model_params, train_params, seeds, (train, val, test), device)
 
 A GPU runs one small model's step in a few dozen kernel launches and leaves most of itself idle,
-so seeds one after another cost n times one run there. Here every layer's weights are stacked
-over the seeds, (S, in, out), and each step runs the S products as one `torch.baddbmm`, the S
-losses as one `cross_entropy` and the S Adam updates as one fused step, while each seed keeps
+so seeds one after another cost n times one run there. Here every linear layer's weights are
+stacked over the seeds, (S, in, out), and each step runs the S products as one `torch.baddbmm`,
+the S losses as one `cross_entropy` and the S optimizer updates as one step, while each seed keeps
 everything a single run of it has: its initial weights (build_model under torch.manual_seed(seed),
 as mnistbench.train.setup builds them), its shuffle order and augmentation draws (its own
-generators, seeded as setup seeds them) and its own Adam moments. Dropout, where set, draws from
-the global generator seeded with the first seed.
+generators, seeded as setup seeds them) and its own optimizer state. Dropout, where set, draws
+from the global generator seeded with the first seed.
+
+What can be stacked: a model that is a chain of linear layers, activations (ReLU, GELU, Tanh) and
+dropout, as the registered mlp and linear are; anything else (a convolution, a batch norm, a
+forward that is not the chain of its layers) gets a reason from unstackable, and the replicates
+stage trains those seeds one after another instead, saying so.
 
 What it is not: bit-equal to single runs. Batched products sum in another order than single ones,
 so a seed agrees with its single run to float rounding after a step and drifts from there, as any
 two kernels do; its accuracy is another draw of the same distribution (tests/test_batched.py).
 Its bits are the same run to run on the same device and torch. On the CPU it is no faster than
-worker processes (docs/results.md), and MKL's batched products differ between Intel and AMD, so
-the replicates stage uses it on CUDA only, where no bits are portable anyway (docs/reproducibility.md).
-Only `mlp` and `linear` are batched; a CNN's seeds run one after another.
+worker processes, and MKL's batched products differ between Intel and AMD, so the replicates
+stage uses it on CUDA only, where no bits are portable anyway (docs/reproducibility.md).
 """
 
 from __future__ import annotations
@@ -27,74 +32,124 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from mnistbench.model import build_model
-from mnistbench.optim import Adam, CosineDecay
+from mnistbench.models import IN_FEATURES, build_model
+from mnistbench.optim import FusedAdam, build_optimizer, build_schedule
 from mnistbench.params import ModelParams, TrainParams
 from mnistbench.train import EVAL_BATCH_SIZE, augmentation
 
-ARCHS = ("mlp", "linear")
-ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "tanh": torch.tanh}
+ACTIVATIONS = {nn.ReLU: F.relu, nn.Tanh: torch.tanh}
 Splits = tuple[tuple[torch.Tensor, torch.Tensor], ...]
+
+
+def _ops(model: nn.Module) -> list[tuple[str, object]] | str:
+    """The model's leaf modules as ("linear", (weight key, bias key)), ("act", fn) and
+    ("dropout", p) steps, or the reason they are not such a chain."""
+    names = {id(p): name for name, p in model.named_parameters()}
+    ops: list[tuple[str, object]] = []
+    for module in (m for m in model.modules() if not list(m.children())):
+        if isinstance(module, nn.Linear):
+            if module.bias is None:
+                return "a linear layer without a bias"
+            ops.append(("linear", (names[id(module.weight)], names[id(module.bias)])))
+        elif type(module) in ACTIVATIONS:
+            ops.append(("act", ACTIVATIONS[type(module)]))
+        elif type(module) is nn.GELU and module.approximate == "none":
+            ops.append(("act", F.gelu))
+        elif type(module) is nn.Dropout:
+            ops.append(("dropout", module.p))
+        elif type(module) not in (nn.Flatten, nn.Identity):
+            return f"a {type(module).__name__} layer"
+    if not ops or ops[-1][0] != "linear" or ops[0][0] != "linear":
+        return "no linear layer at each end"
+    return ops
 
 
 @dataclasses.dataclass
 class Stack:
-    """S seeds' dense layers: weights (S, in, out) and biases (S, 1, out), leaves that train."""
+    """S seeds' chain: each linear layer's weights (S, in, out) and biases (S, 1, out), leaves that train."""
     weights: list[torch.Tensor]
     biases: list[torch.Tensor]
-    names: list[tuple[str, str]]  # each layer's state_dict keys in the single model
-    activation: str
-    dropout: float
+    ops: list[tuple[str, object]]  # _ops of the single model
 
     def parameters(self) -> list[torch.Tensor]:
         return [t for pair in zip(self.weights, self.biases) for t in pair]
 
     def __call__(self, x: torch.Tensor, train: bool) -> torch.Tensor:
-        """(S, B, in) -> (S, B, 10) logits."""
-        last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            x = torch.baddbmm(b, x, w)
-            if i < last:
-                x = ACTIVATIONS[self.activation](x)
-                if self.dropout > 0:
-                    x = F.dropout(x, self.dropout, training=train)
+        """(S, B, 784) -> (S, B, 10) logits."""
+        layer = 0
+        for kind, arg in self.ops:
+            if kind == "linear":
+                x = torch.baddbmm(self.biases[layer], x, self.weights[layer])
+                layer += 1
+            elif kind == "act":
+                x = arg(x)
+            elif arg > 0:
+                x = F.dropout(x, arg, training=train)
         return x
 
     def state_dict(self, s: int) -> dict[str, torch.Tensor]:
         """Seed s's weights under the single model's keys and layouts (out, in): loads into build_model."""
         out = {}
-        for (wname, bname), w, b in zip(self.names, self.weights, self.biases):
+        keys = [arg for kind, arg in self.ops if kind == "linear"]
+        for (wname, bname), w, b in zip(keys, self.weights, self.biases):
             out[wname] = w[s].detach().t().contiguous()
             out[bname] = b[s, 0].detach().clone()
         return out
 
 
+def unstackable(model_params: ModelParams) -> str | None:
+    """Why this architecture's seeds cannot train as one batched model, or None when they can:
+    its model must be a chain of linear layers, activations and dropout, and its forward the
+    chain's (checked on a probe batch against the stacked forward)."""
+    torch.manual_seed(0)
+    model = build_model(model_params).eval()
+    ops = _ops(model)
+    if isinstance(ops, str):
+        return f"{model_params.arch} has {ops}"
+    probe = torch.randn(8, IN_FEATURES, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        single = model(probe)
+        stacked = _stack([model.state_dict()], ops, torch.device("cpu"))(probe[None], train=False)[0]
+    if single.shape != stacked.shape or not torch.allclose(single, stacked, rtol=1e-4, atol=1e-5):
+        return f"{model_params.arch}'s forward is not the chain of its layers"
+    return None
+
+
+def _stack(state_dicts: list[dict[str, torch.Tensor]], ops, device: torch.device) -> Stack:
+    keys = [arg for kind, arg in ops if kind == "linear"]
+    weights = [torch.stack([sd[w].t() for sd in state_dicts]).contiguous().to(device).requires_grad_()
+               for w, _ in keys]
+    biases = [torch.stack([sd[b] for sd in state_dicts]).unsqueeze(1).contiguous().to(device).requires_grad_()
+              for _, b in keys]
+    return Stack(weights, biases, ops)
+
+
 def stack(model_params: ModelParams, seeds: list[int], device: torch.device) -> Stack:
     """Each seed's initial weights exactly as the train stage draws them, stacked."""
+    reason = unstackable(model_params)
+    if reason is not None:
+        raise ValueError(f"batched training needs a chain of linear layers: {reason}")
     per_seed = []
     for seed in seeds:
         torch.manual_seed(seed)
-        per_seed.append(build_model(model_params).state_dict())
-    names = [(k, k[:-len("weight")] + "bias") for k in per_seed[0] if k.endswith(".weight")]
-    weights = [torch.stack([sd[w].t() for sd in per_seed]).contiguous().to(device).requires_grad_()
-               for w, _ in names]
-    biases = [torch.stack([sd[b] for sd in per_seed]).unsqueeze(1).contiguous().to(device).requires_grad_()
-              for _, b in names]
-    return Stack(weights, biases, names, model_params.activation, model_params.dropout)
+        model = build_model(model_params)
+        per_seed.append(model.state_dict())
+    return _stack(per_seed, _ops(model), device)
 
 
 class Steps:
     """One training step of the stack on a batch of indices (S * B,) and their draws, if any. On
     CUDA, every full batch replays one CUDA graph of the whole step (forward, backward, Adam):
     eagerly, a step of these small products is some 60 kernel launches and Python between them,
-    2 ms whatever the number of seeds (measured: docs/results.md). The first WARMUP steps run
-    eagerly on a side stream, as torch's CUDA graph recipe asks, and are real steps; a partial
-    last batch runs eagerly. Replays launch the same kernels as eager steps, in the same order."""
+    whatever the number of seeds. The first WARMUP steps run eagerly on a side stream, as torch's
+    CUDA graph recipe asks, and are real steps; a partial last batch runs eagerly. Replays launch
+    the same kernels as eager steps, in the same order."""
 
     WARMUP = 3
 
-    def __init__(self, model: Stack, optimizer: Adam, augment, x: torch.Tensor, y: torch.Tensor, size: int,
+    def __init__(self, model: Stack, optimizer, augment, x: torch.Tensor, y: torch.Tensor, size: int,
                  batch: int, graph: bool):
         self.model, self.optimizer, self.augment, self.x, self.y, self.size = model, optimizer, augment, x, y, size
         self.batch, self.graph, self.done, self.replay = batch, graph, 0, None
@@ -142,21 +197,18 @@ def fit_batched(model_params: ModelParams, params: TrainParams, seeds: list[int]
     """Train the seeds together; returns their state_dicts (CPU, in seed order) and their logits
     on the test split, (S, N, 10) on the CPU. The validation split is not used: replicates keep
     no per-epoch history. graph: replay CUDA graphs on CUDA (class Steps), where the learning
-    rate is constant (a graph holds it as a constant)."""
-    if model_params.arch not in ARCHS:
-        raise ValueError(f"batched training covers {', '.join(ARCHS)}, not {model_params.arch}")
+    rate is constant (a graph holds it as a constant) and the optimizer is FusedAdam (its step
+    counters live on the device)."""
     (x, y), _, (x_test, _) = data
     n, size, batch = len(y), len(seeds), params.batch_size
     model = stack(model_params, seeds, device)
     torch.manual_seed(seeds[0])  # dropout's masks
-    optimizer = Adam(model.parameters(), lr=params.lr)
-    scheduler = None
-    if params.schedule == "cosine":
-        scheduler = CosineDecay(optimizer, total_steps=params.epochs * math.ceil(n / batch))
+    optimizer = build_optimizer(params, model.parameters())
+    scheduler = build_schedule(params, optimizer, total_steps=params.epochs * math.ceil(n / batch))
     generators = [torch.Generator().manual_seed(seed) for seed in seeds]  # as train.setup: CPU, same everywhere
     augments = [augmentation(params, seed) for seed in seeds]
-    step = Steps(model, optimizer, augments[0], x, y, size, batch,
-                 graph=graph and device.type == "cuda" and scheduler is None)
+    graphable = device.type == "cuda" and scheduler is None and isinstance(optimizer, FusedAdam)
+    step = Steps(model, optimizer, augments[0], x, y, size, batch, graph=graph and graphable)
     for _ in range(params.epochs):
         order = torch.stack([torch.randperm(n, generator=g) for g in generators]).to(device)  # (S, n)
         draws = None

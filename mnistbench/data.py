@@ -4,7 +4,7 @@ The datasets (params.yaml `prepare.dataset`) are declared in datasets.json: mnis
 and kmnist, all 28x28 grayscale in 10 classes, 60,000 training and 10,000 test images.
 
 Downloads go through each dataset's torchvision class (its mirrors, its MD5 check); the IDX files
-are parsed here (parse_idx), which keeps torchvision's 1.0 s import out of prepare. Where files
+are parsed here (parse_idx), which keeps torchvision's slow import out of prepare. Where files
 come from is set by DATA_MIRROR (mnistbench/mirrors.py): roots separated by `:`, each a directory or a
 URL prefix holding `<dataset>/<file>`, e.g. DATA_MIRROR=../shared/datasets:/usr/share/datasets or
 DATA_MIRROR=https://example.org/datasets:/mnt/mirror. Unset, torchvision's canonical mirrors are
@@ -104,7 +104,7 @@ def parse_idx(content: bytes, ndim: int, shown: Path) -> torch.Tensor:
     """An IDX file of unsigned bytes as a uint8 tensor: images (N, 28, 28) when ndim is 3, labels
     (N,) when 1. The format: bytes 0, 0, the type code, ndim; each dimension as a big-endian
     uint32; then the data. What torchvision's MNIST classes read (read_sn3_pascalvincent_tensor),
-    read here because `import torchvision` costs prepare 1.0 s (it loads torch._dynamo);
+    read here because `import torchvision` loads torch._dynamo, about a second of prepare's run;
     tests/test_data.py checks both readers agree."""
     header = 4 + 4 * ndim
     if len(content) < header or content[:4] != bytes((0, 0, IDX_UBYTE, ndim)):
@@ -123,7 +123,7 @@ def download(workdir: Path, urls: list[str], files: tuple[RawFile, ...], dataset
     """Download `files` into torchvision's raw folder under workdir through the dataset's
     torchvision class: each tried on every mirror in turn, its published MD5 checked; `urls` empty
     means torchvision's canonical mirrors. Returns the raw folder."""
-    import torchvision  # here only: its import costs 1.0 s, which prepare pays when it downloads
+    import torchvision  # here only: its import is slow (torch._dynamo), paid when prepare downloads
 
     base = getattr(torchvision.datasets, TORCHVISION_CLASSES[dataset])
     dataset_cls = type(base.__name__, (base,), {
@@ -143,7 +143,7 @@ def fetch(workdir: Path, mirrors: list[str], files: tuple[RawFile, ...], dataset
     test_images, test_labels) as uint8 (N, 28, 28) and int64 (N,) tensors. Directory mirrors are
     read in place; files none of them holds intact are downloaded into workdir (URL mirrors, else
     torchvision's). The verified content is left decompressed in workdir where torchvision's class
-    reads it (`torchvision.datasets.MNIST(workdir)`: mnistbench.bench's seed loop)."""
+    reads it (`torchvision.datasets.MNIST(workdir)` finds the files there)."""
     raw = Path(workdir) / TORCHVISION_CLASSES[dataset] / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     contents, problems = {}, {f.name: [] for f in files}
@@ -196,6 +196,19 @@ def split(images: torch.Tensor, labels: torch.Tensor, val_size: int, seed: int):
 
 def save_split(path: Path, images: torch.Tensor, labels: torch.Tensor) -> None:
     save_tensors(path, {"images": images.to(torch.uint8).contiguous(), "labels": labels.to(torch.int64).contiguous()})
+
+
+def normalize(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+    """(N, 28, 28) uint8 -> (N, 784) float32, pixels scaled to [0, 1] then standardized. In place
+    on one float buffer: out of place, each temporary would be another copy of the whole set."""
+    x = images.reshape(len(images), -1).to(torch.float32)
+    return x.div_(255.0).sub_(mean).div_(std)
+
+
+def load_normalized(path: Path, mean: float, std: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A prepared split as model input on `device`: (N, 784) float32 and (N,) int64."""
+    images, labels = load_split(path)
+    return normalize(images, mean, std).to(device), labels.to(device)
 
 
 def load_split(path: Path) -> tuple[torch.Tensor, torch.Tensor]:

@@ -21,7 +21,6 @@ from sklearn.metrics import (ConfusionMatrixDisplay, accuracy_score, classificat
                              confusion_matrix, f1_score, precision_recall_fscore_support)
 
 from mnistbench.data import IMAGE_SIZE, NUM_CLASSES  # noqa: E402
-from mnistbench.model import predict_logits  # noqa: E402,F401  (here for the stages: ev.predict_logits)
 
 CLASSES = list(range(NUM_CLASSES))
 DECIMALS = 6  # metrics are rounded when written; accuracy on 10,000 images needs 4

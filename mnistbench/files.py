@@ -23,23 +23,34 @@ class FileFormatError(ValueError):
     """A file a user handed in (data, checkpoint) is not what it should be."""
 
 
+class WriteError(OSError):
+    """The OS refused to write an output (disk full, read-only, permissions); names the output."""
+
+
 def write_bytes(path: str | Path, data: bytes) -> None:
+    """`data` as the whole of `path`, or, should anything fail, `path` as it was and no temp file:
+    a temp file beside it, fsync, then an atomic rename. A refusal by the OS is a WriteError
+    naming `path` (not the temp file), with the OS's errno and reason."""
     path = Path(path)
     if path.is_dir():  # else os.replace fails naming the temporary file
         raise IsADirectoryError(errno.EISDIR, "is a directory; give a file's path", str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a SIGKILLed writer
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a SIGKILLed writer
+            stale.unlink(missing_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs should read like any other file
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and not isinstance(e, WriteError):
+            raise WriteError(e.errno, e.strerror or str(e), str(path)) from None
         raise
 
 

@@ -7,13 +7,16 @@
 params.yaml is read with ruamel.yaml (YAML 1.2), the parser DVC itself uses, so `1e-3` is the
 float 0.001 here exactly as in `dvc params diff`; PyYAML (YAML 1.1) would read it as a string.
 Every key must be declared below and present in the file: no defaults live in code.
+
+Torch-free, so that stages.validate checks a changed params.yaml in a tenth of a second. The two
+choices that are registries of code, `model.arch` (mnistbench/models.py) and `train.optimizer`
+(mnistbench/optim.py), are checked there, when a model or an optimizer is built.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,13 +30,15 @@ class ParamsError(ValueError):
 
 
 SEED_MAX = 2**63 - 1  # torch.manual_seed's largest seed that is also a valid int64 (it wraps above)
-INT_MAX = 2**63 - 1  # every integer: torch takes int64 (split_seed 2**64 crashed prepare, after DVC deleted its outputs)
+INT_MAX = 2**63 - 1  # every integer: torch takes int64
 THREADS_MAX = 1024  # torch.set_num_threads takes a C int; past any machine's cores, a typo
 
 
-def _spec(help: str, *, min=None, max=None, min_exclusive=None, choices=None, min_items=None, max_items=None):
+def _spec(help: str, *, min=None, max=None, min_exclusive=None, max_exclusive=None, choices=None,
+          min_items=None, max_items=None):
     return field(metadata=dict(help=help, min=min, max=max, min_exclusive=min_exclusive,
-                               choices=choices, min_items=min_items, max_items=max_items))
+                               max_exclusive=max_exclusive, choices=choices, min_items=min_items,
+                               max_items=max_items))
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,7 @@ class PrepareParams:
 
 @dataclass(frozen=True)
 class ModelParams:
-    arch: str = _spec("the classifier", choices=("mlp", "linear", "cnn"))
+    arch: str = _spec("the classifier: an architecture registered in mnistbench/models.py")
     hidden: tuple[int, ...] = _spec("widths of the fully connected hidden layers (mlp; cnn: after the convs)",
                                     min=1, min_items=1)
     activation: str = _spec("activation after each hidden layer", choices=("relu", "gelu", "tanh"))
@@ -59,7 +64,10 @@ class TrainParams:
     seed: int = _spec("seed of the weight init and of the per-epoch shuffle", min=0, max=SEED_MAX)
     epochs: int = _spec("passes over the training set", min=1)
     batch_size: int = _spec("images per optimizer step", min=1)
-    lr: float = _spec("Adam learning rate", min_exclusive=0.0)
+    optimizer: str = _spec("the optimizer: one registered in mnistbench/optim.py")
+    lr: float = _spec("the optimizer's learning rate", min_exclusive=0.0)
+    weight_decay: float = _spec("weight decay: L2 for adam and sgd, decoupled for adamw (0: none)", min=0.0)
+    momentum: float = _spec("sgd's momentum (ignored by adam and adamw)", min=0.0, max_exclusive=1.0)
     schedule: str = _spec("learning rate over the run: constant, or cosine decay to 0 per step",
                           choices=("constant", "cosine"))
     augment_shift: float = _spec("largest random shift of a training image, in pixels (0: none)", min=0.0, max=8.0)
@@ -83,7 +91,7 @@ class ReplicatesParams:
 
 
 @dataclass(frozen=True)
-class CheckParams:
+class GateParams:
     significance: float = _spec("one-sided Welch t-test level: a mean drop with a smaller p-value fails",
                                 min_exclusive=0.0, max=0.5)
     min_drop: float = _spec("mean test-accuracy drop below which the gate passes even when significant",
@@ -99,7 +107,7 @@ class Params:
     train: TrainParams
     evaluate: EvaluateParams
     replicates: ReplicatesParams
-    check: CheckParams
+    gate: GateParams
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -147,48 +155,6 @@ def override(tree: dict, assignment: str) -> dict:
         raise KeyError(key)
     node[leaf] = YAML(typ="safe", pure=True).load(value)
     return changed
-
-
-def check_device(device: str) -> None:
-    """train.device against this machine: `cuda` needs a GPU that torch sees. Only `cuda` imports
-    torch (2 s), so `stages.validate` stays light for every other value; the train stage checks
-    again (mnistbench.train.configure_torch), for runs outside DVC."""
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ParamsError("params.yaml: train.device = 'cuda' but torch sees no CUDA device; use auto or cpu")
-
-
-def parameter_count(model: ModelParams) -> int:
-    """How many parameters mnistbench.model.build_model(model) holds, without torch (its image side
-    and class count are every dataset's: 28x28, 10 classes); tests/test_model_train.py checks it."""
-    features, convs = 28 * 28, 0
-    if model.arch == "cnn":
-        channels, side = 1, 28
-        for c in model.channels:  # 3x3 conv with bias, then a 2x2 max-pool
-            convs += channels * c * 9 + c
-            channels, side = c, side // 2
-        features = channels * side * side
-    widths = [features, *(() if model.arch == "linear" else model.hidden), 10]
-    return convs + sum(a * b + b for a, b in zip(widths, widths[1:]))
-
-
-def check_memory(model: ModelParams) -> None:
-    """The model against this machine's memory: training holds 16 bytes a parameter at the least
-    (float32 weights, gradients and Adam's two moments). Else, under DVC, the train stage would
-    fail only after DVC had deleted the model (a width of 10^11, typed once here)."""
-    count = parameter_count(model)
-    needed = 16 * count
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): the stage finds out
-        return
-    if needed > total:
-        shown = f"model.hidden = {list(model.hidden)}" + (f", model.channels = {list(model.channels)}" if model.arch == "cnn" else "")
-        raise ParamsError(f"params.yaml: {shown}: {count:,} parameters need {needed / 1e9:,.0f} GB "
-                          f"to train (float32 weights, gradients, Adam's moments), more than this machine's "
-                          f"{total / 1e9:,.0f} GB; use smaller widths")
 
 
 def check_val_size(val_size: int, train_size: int) -> None:
@@ -255,6 +221,8 @@ def _check(key: str, value, hint, rules, path: str):
         raise fail(f"must be <= {INT_MAX} (a 64-bit integer)")
     if rules["min_exclusive"] is not None and value <= rules["min_exclusive"]:
         raise fail(f"must be > {rules['min_exclusive']}")
+    if rules["max_exclusive"] is not None and value >= rules["max_exclusive"]:
+        raise fail(f"must be < {rules['max_exclusive']}")
     return value
 
 
@@ -269,4 +237,4 @@ def as_dict(params) -> dict:
 
 __all__ = ["Params", "ParamsError", "load_params", "load_tree", "from_dict", "section", "as_dict",
            "PrepareParams", "ModelParams", "TrainParams", "EvaluateParams", "ReplicatesParams",
-           "CheckParams", "SEED_MAX"]
+           "GateParams", "SEED_MAX"]

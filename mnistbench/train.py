@@ -6,8 +6,6 @@
 from __future__ import annotations
 
 import math
-import os
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,63 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnistbench import linear
-from mnistbench.data import IMAGE_SIZE, load_split
-from mnistbench.model import build_model
-from mnistbench.optim import Adam, CosineDecay
-from mnistbench.params import ModelParams, TrainParams, check_device
+from mnistbench.data import IMAGE_SIZE
+from mnistbench.models import build_model
+from mnistbench.optim import CosineDecay, build_optimizer, build_schedule
+from mnistbench.params import ModelParams, TrainParams
 
 EVAL_BATCH_SIZE = 4096  # images per no-grad forward pass when scoring: memory only, same results
-
-
-def configure_torch(threads: int, device: str) -> torch.device:
-    """Thread count, and deterministic kernels on CUDA; returns the device to use."""
-    torch.set_num_threads(threads)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    check_device(device)
-    if device == "cuda":
-        # Only CUDA has nondeterministic kernels among the ops used here (the CPU ones are checked
-        # byte for byte in CI). On the CPU the call would cost 1.0 s per stage: in torch 2.13 it
-        # imports the torch.compile stack.
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by deterministic cuBLAS
-        torch.use_deterministic_algorithms(True)
-    return torch.device(device)
-
-
-def run_info(device: torch.device) -> dict:
-    """What decides the float bits of a run, and nothing else (no times, hosts or paths), so the
-    file is identical wherever the same bits are produced and differs where they may not be.
-    Not the CPU model or vendor: with these pins Intel and AMD give the same bits (docs/reproducibility.md,
-    tests/test_portable_bits.py). The torch version fixes the MKL and oneDNN versions it bundles."""
-    info = {
-        "torch": torch.__version__,
-        "machine": platform.machine(),  # x86_64; other architectures have other kernels
-        "device": device.type,
-        "threads": torch.get_num_threads(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # ATen's kernels: AVX2 unless the CPU lacks it
-        "mkl_cbwr": os.environ.get("MKL_CBWR"),
-        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
-        "linear": linear.describe(),
-        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
-    }
-    if device.type == "cuda":
-        info["cuda"] = {"gpu": torch.cuda.get_device_name(device), "version": torch.version.cuda,
-                        "cudnn": torch.backends.cudnn.version()}
-    return info
-
-
-def normalize(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
-    """(N, 28, 28) uint8 -> (N, 784) float32, pixels scaled to [0, 1] then standardized.
-    In place on one float buffer: out-of-place, the temporaries tripled peak memory (188 MB each)."""
-    x = images.reshape(len(images), -1).to(torch.float32)
-    return x.div_(255.0).sub_(mean).div_(std)
-
-
-def load_normalized(path: Path, mean: float, std: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """A prepared split as model input on `device`: (N, 784) float32 and (N,) int64."""
-    images, labels = load_split(path)
-    return normalize(images, mean, std).to(device), labels.to(device)
 
 
 class Augment:
@@ -103,7 +50,7 @@ class Augment:
         return (moved + self.background).view(len(x), -1)
 
 
-def train_epoch(model: nn.Module, optimizer: Adam, x: torch.Tensor, y: torch.Tensor,
+def train_epoch(model: nn.Module, optimizer, x: torch.Tensor, y: torch.Tensor,
                 batch_size: int, generator: torch.Generator, scheduler: CosineDecay | None = None,
                 augment: Augment | None = None) -> tuple[float, float]:
     """One pass in a fresh seeded order; returns (mean loss, accuracy) over the pass. The
@@ -147,7 +94,7 @@ def loss_and_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_
 class Run:
     """Everything a training run starts from, seeded."""
     model: nn.Module
-    optimizer: Adam
+    optimizer: torch.optim.Optimizer  # or mnistbench.optim.FusedAdam: the same interface
     scheduler: CosineDecay | None  # None: constant learning rate
     generator: torch.Generator  # the per-epoch shuffle
     augment: Augment | None  # None: no augmentation
@@ -159,12 +106,8 @@ AUGMENT_SEED_OFFSET = 1_000_003  # its own stream: turning augmentation on leave
 def setup(model_params: ModelParams, params: TrainParams, device: torch.device, train_size: int) -> Run:
     torch.manual_seed(params.seed)
     model = build_model(model_params).to(device)
-    # torch.optim.Adam(fused=True)'s kernel without torch.optim's per-call wrappers (mnistbench/optim.py):
-    # 0.72 -> 0.60 s/epoch here at 1 thread, and 1.0 s less to start; the same bits
-    optimizer = Adam(model.parameters(), lr=params.lr)
-    scheduler = None
-    if params.schedule == "cosine":  # from lr down to 0 over every step of the run
-        scheduler = CosineDecay(optimizer, total_steps=params.epochs * -(-train_size // params.batch_size))
+    optimizer = build_optimizer(params, model.parameters())
+    scheduler = build_schedule(params, optimizer, total_steps=params.epochs * -(-train_size // params.batch_size))
     generator = torch.Generator().manual_seed(params.seed)  # CPU: same order on every device
     return Run(model, optimizer, scheduler, generator, augmentation(params, params.seed))
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from mnistbench import data
 from mnistbench import evaluate as ev
-from mnistbench.cli import run_stage
+from mnistbench.entry import run_stage
 from mnistbench.files import write_bytes, write_json, write_text
-from mnistbench.model import load_checkpoint
+from mnistbench.models import load_checkpoint, predict_logits
 from mnistbench.params import load_params
-from mnistbench.train import configure_torch, normalize
+from mnistbench.runtime import configure_torch
 
 
 def main() -> None:
@@ -30,8 +30,8 @@ def main() -> None:
 
     model, norm = load_checkpoint(args.model)
     images, labels = data.load_split(args.data / "test.pt")
-    x = normalize(images, norm["mean"], norm["std"])
-    logits = ev.predict_logits(model, x, params.evaluate.batch_size)
+    x = data.normalize(images, norm["mean"], norm["std"])
+    logits = predict_logits(model, x, params.evaluate.batch_size)
     y_true, y_pred = labels.numpy(), logits.argmax(1).numpy()
     summary, per_class = ev.score(y_true, logits)
     names = list(data.pinned(params.prepare.dataset).classes)

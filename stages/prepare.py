@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from mnistbench import data
-from mnistbench.cli import run_stage
+from mnistbench.entry import run_stage
 from mnistbench.mirrors import parse_mirrors
 from mnistbench.params import check_val_size, load_params
 

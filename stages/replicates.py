@@ -14,11 +14,12 @@ import argparse
 import time
 from pathlib import Path
 
-from mnistbench.cli import run_stage
+from mnistbench.data import load_normalized
+from mnistbench.entry import run_stage
 from mnistbench.files import write_json, write_text
 from mnistbench.params import load_params
 from mnistbench.replicates import fit_replicates, seed_block, summarize
-from mnistbench.train import configure_torch, load_normalized, run_info
+from mnistbench.runtime import configure_torch, run_info
 
 SCORES = ("accuracy", "macro_f1", "loss")
 

@@ -13,12 +13,14 @@ import argparse
 import statistics
 from pathlib import Path
 
-from mnistbench.cli import run_stage
+from mnistbench.data import load_normalized
+from mnistbench.entry import run_stage
 from mnistbench.files import write_json
 from mnistbench.live import epoch_logger
-from mnistbench.model import save_checkpoint
+from mnistbench.models import save_checkpoint
 from mnistbench.params import load_params
-from mnistbench.train import configure_torch, fit, load_normalized, run_info
+from mnistbench.runtime import configure_torch, run_info
+from mnistbench.train import fit
 
 
 def main() -> None:

@@ -7,51 +7,97 @@ checks too late to keep them. Every other stage depends on this stage's output, 
 first, and a bad value stops `dvc repro` / `dvc exp run` here with one line naming the key,
 before any other stage's outputs are touched. Its output (persist: true in dvc.yaml, so DVC never
 deletes it) holds the same bytes whatever the valid params are: it never makes another stage rerun.
-It also refuses what this machine cannot run: train.device cuda without a GPU, a model whose
-parameters alone pass this machine's memory, and, where prepare's params differ from those
-dvc.lock recorded (so prepare will rerun), a DATA_MIRROR of folders only that lack one of the
-dataset's files (prepare would fail, with its outputs deleted).
-Imports no torch (unless train.device is cuda: only torch can tell whether this machine has one): a
-changed parameter pays this stage's start-up (about 0.1 s) before the real work.
+
+Besides params.yaml's own rules (mnistbench/params.py) it refuses what only code or this machine
+can tell: a `model.arch` or `train.optimizer` that is not registered, a model whose parameters
+alone pass this machine's memory, `train.device: cuda` without a GPU, and a DATA_MIRROR of
+folders that lack the dataset's files. The first three need torch, whose import costs more than
+the rest of this stage, so they are checked only where the train stage will run them anew: where
+the model section (or mnistbench/models.py), train.optimizer (or mnistbench/optim.py) or
+train.device differ from what dvc.lock recorded for the train stage; the last only where
+prepare's params differ from dvc.lock's (else prepare keeps its outputs).
 """
 
 import argparse
-import dataclasses
+import hashlib
 import json
 import os
+from functools import cache
 from pathlib import Path
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 import mnistbench
-from mnistbench.cli import run_stage
+from mnistbench.entry import run_stage
 from mnistbench.mirrors import parse_mirrors, unobtainable
-from mnistbench.params import ParamsError, PrepareParams, check_device, check_memory, check_val_size, load_params
+from mnistbench.params import Params, ParamsError, as_dict, check_val_size, load_params
 
 DATASETS_FILE = Path(mnistbench.__file__).with_name("datasets.json")
 VALID = "params.yaml passed stages.validate\n"  # the output's bytes, whatever the params
 
 
-def prepare_reruns(prepare: PrepareParams, lock: Path = Path("dvc.lock")) -> bool:
-    """Whether prepare's params differ from those dvc.lock recorded for it, or none are recorded:
-    then `dvc repro` reruns prepare, and DVC deletes its outputs first."""
+@cache
+def locked(stage: str) -> dict:
+    """What dvc.lock recorded for `stage`: {"params": {key: value}, "deps": {path: md5}}; empty
+    where dvc.lock or the stage is missing or unreadable (then everything counts as changed)."""
     try:
-        recorded = YAML(typ="safe").load(lock.read_text())["stages"]["prepare"]["params"]["params.yaml"]
-        return any(recorded[f"prepare.{key}"] != value for key, value in dataclasses.asdict(prepare).items())
+        entry = YAML(typ="safe").load(Path("dvc.lock").read_text())["stages"][stage]
+        return {"params": entry.get("params", {}).get("params.yaml", {}),
+                "deps": {dep["path"]: dep.get("md5") for dep in entry.get("deps", [])}}
     except (OSError, YAMLError, KeyError, TypeError):
+        return {}
+
+
+def recorded(params: dict, key: str):
+    """The value dvc.lock recorded for `key` (e.g. train.lr), whether the stage lists the key
+    itself or its whole section (`- train` in dvc.yaml); None where it recorded neither."""
+    if key in params:
+        return params[key]
+    section, _, name = key.partition(".")
+    return params[section].get(name) if isinstance(params.get(section), dict) else None
+
+
+def differs(stage: str, section: str, values: dict, code: tuple[str, ...] = ()) -> bool:
+    """Whether `values` ({key: value} of params.yaml's `section`) or the files `code` differ from
+    what dvc.lock recorded for `stage`: then `dvc repro` reruns it, after deleting its outputs."""
+    lock = locked(stage)
+    if not lock:
         return True
+    for path in code:  # the module this stage imports, under the path dvc.lock names it by
+        imported = Path(mnistbench.__file__).parent.parent / path
+        if lock["deps"].get(path) != hashlib.md5(imported.read_bytes()).hexdigest():
+            return True
+    return any(recorded(lock["params"], f"{section}.{key}") != value for key, value in values.items())
 
 
-def check_mirror(prepare: PrepareParams, names: list[str], value: str | None) -> None:
-    dataset, roots = prepare.dataset, parse_mirrors(value)
+def check_mirror(params: Params, names: list[str], value: str | None) -> None:
+    dataset, roots = params.prepare.dataset, parse_mirrors(value)
     missing = unobtainable(dataset, names, roots)
-    if missing and prepare_reruns(prepare):  # else prepare keeps its outputs, whatever the mirror holds
+    if missing and differs("prepare", "prepare", as_dict(params.prepare)):  # else prepare keeps its outputs, whatever the mirror holds
         relative = "" if all(os.path.isabs(root) for root in roots) else (
             f" (relative roots are read from {os.getcwd()}: a queued or --temp experiment runs in a copy there)")
         raise ParamsError(f"params.yaml: prepare.dataset = {dataset!r} but no folder in DATA_MIRROR={value} holds "
                           f"{dataset}/{missing}, which prepare needs{relative}; add one that does, or unset "
                           f"DATA_MIRROR to download")
+
+
+def check_code(params: Params) -> None:
+    """The checks that need torch: the device always (only `cuda` imports torch), the model and the
+    optimizer where the train stage will meet them anew."""
+    if params.train.device == "cuda":
+        from mnistbench.runtime import check_device
+
+        check_device(params.train.device)
+    if differs("train", "model", as_dict(params.model), code=("mnistbench/models.py",)):
+        from mnistbench import models
+
+        models.architecture(params.model)
+        models.check_memory(params.model)
+    if differs("train", "train", {"optimizer": params.train.optimizer}, code=("mnistbench/optim.py",)):
+        from mnistbench import optim
+
+        optim.check(params.train)
 
 
 def main() -> None:
@@ -61,9 +107,8 @@ def main() -> None:
     params = load_params()  # every section, whatever sections params.py declares
     declared = json.loads(DATASETS_FILE.read_text())[params.prepare.dataset]
     check_val_size(params.prepare.val_size, declared["train_size"])
-    check_mirror(params.prepare, list(declared["files"]), os.environ.get("DATA_MIRROR"))  # files first: dvc.lock costs 60 ms
-    check_device(params.train.device)  # else DVC would delete the model, then train would refuse
-    check_memory(params.model)  # likewise: a width typed with zeros too many
+    check_mirror(params, list(declared["files"]), os.environ.get("DATA_MIRROR"))
+    check_code(params)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(f".{args.out.name}.tmp")

@@ -17,19 +17,37 @@ import sys
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
-sys.path[:0] = [str(TESTS.parent), str(TESTS)]
+sys.path.insert(0, str(TESTS.parent))  # the repository: mnistbench and tests.helpers
 
 import mnistbench  # noqa: E402,F401  (pins the kernels before torch loads)
 import torch  # noqa: E402
 
-from conftest import model_params, synthetic_digits  # noqa: E402
-from mnistbench.params import TrainParams  # noqa: E402
-from mnistbench.train import fit, normalize  # noqa: E402
+from torch import nn  # noqa: E402
+
+from mnistbench import models  # noqa: E402
+from mnistbench.data import normalize  # noqa: E402
+from mnistbench.train import fit  # noqa: E402
+from tests.helpers import model_params, synthetic_digits, train_params  # noqa: E402
+
+
+@models.register("plain")
+class Plain(nn.Module):
+    """A user's architecture as they would write it: plain nn.Linear layers, no PortableLinear
+    named anywhere; build_model converts them (mnistbench/portable.py)."""
+
+    def __init__(self, params):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 32), nn.ReLU(), nn.Linear(32, 10))
+
+    def forward(self, x):
+        return self.net(x)
+
 
 RUNS = {  # name: (model overrides, threads)
     "mlp, 1 thread": ({}, 1),
     "mlp, 2 threads": ({}, 2),
     "cnn (8, 16), 1 thread": ({"arch": "cnn", "channels": (8, 16)}, 1),
+    "plain nn.Linear layers, 1 thread": ({"arch": "plain"}, 1),
 }
 
 
@@ -45,8 +63,8 @@ def main() -> None:
     out = {}
     for name, (overrides, threads) in RUNS.items():
         torch.set_num_threads(threads)
-        params = TrainParams(seed=0, epochs=1, batch_size=64, lr=0.001, schedule="constant", augment_shift=0.0,
-                             augment_rotate=0.0, normalize_mean=mean, normalize_std=std, device="cpu", threads=threads)
+        params = train_params(seed=0, epochs=1, batch_size=64, lr=0.001, normalize_mean=mean, normalize_std=std,
+                              threads=threads)
         model, history, _ = fit(model_params(**overrides), params, train, val, torch.device("cpu"), log=lambda _: None)
         weights = b"".join(t.contiguous().numpy().tobytes() for t in model.state_dict().values())
         out[name] = {"state_dict": digest(weights), "history": digest(repr(history).encode())}

@@ -9,17 +9,20 @@ import dataclasses
 import pytest
 import torch
 
-from conftest import model_params, synthetic_digits
+from torch import nn
+
 from mnistbench import batched
 from mnistbench import evaluate as ev
-from mnistbench.model import build_model
-from mnistbench.params import TrainParams
+from mnistbench import models
+from mnistbench.data import normalize
+from mnistbench.models import build_model, predict_logits
 from mnistbench.replicates import fit_replicates, quiet
-from mnistbench.train import configure_torch, fit, normalize
+from mnistbench.runtime import configure_torch
+from mnistbench.train import fit
+from tests.helpers import model_params, synthetic_digits, train_params
 
 CPU = configure_torch(1, "cpu")
-TRAIN = TrainParams(seed=5, epochs=1, batch_size=64, lr=1e-3, schedule="constant", augment_shift=0,
-                    augment_rotate=0, normalize_mean=0.13, normalize_std=0.3, device="cpu", threads=1)
+TRAIN = train_params(seed=5, epochs=1, normalize_mean=0.13, normalize_std=0.3)
 SEEDS = [5, 6, 7]
 
 
@@ -58,7 +61,7 @@ def test_each_seed_follows_its_single_run_to_float_rounding(model, overrides):
         single, _, _ = fit(mp, dataclasses.replace(params, seed=seed), data[0], data[1], CPU, log=quiet)
         for key, value in single.state_dict().items():
             torch.testing.assert_close(state_dicts[s][key], value, rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(logits[s], ev.predict_logits(single, data[2][0], 1000), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(logits[s], predict_logits(single, data[2][0], 1000), rtol=1e-4, atol=1e-4)
     assert not torch.equal(logits[0], logits[1])
 
 
@@ -72,8 +75,54 @@ def test_a_batched_run_repeats_to_the_bit_dropout_included():
 
 
 def test_a_cnn_is_refused_by_name():
-    with pytest.raises(ValueError, match="batched training covers mlp, linear, not cnn"):
+    assert batched.unstackable(model_params(arch="cnn", channels=(4,))) == "cnn has a Conv2d layer"
+    with pytest.raises(ValueError, match="batched training needs a chain of linear layers: cnn has a Conv2d layer"):
         batched.fit_batched(model_params(arch="cnn", channels=(4,)), TRAIN, SEEDS, splits(), CPU)
+
+
+@pytest.mark.parametrize("layers, reason", [
+    (lambda: [nn.Linear(784, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 10)], "has a BatchNorm1d layer"),
+    (lambda: [nn.Linear(784, 16, bias=False), nn.ReLU(), nn.Linear(16, 10)], "has a linear layer without a bias"),
+    (lambda: [nn.Linear(784, 16), nn.SiLU(), nn.Linear(16, 10)], "has a SiLU layer"),
+])
+def test_a_model_that_is_not_a_chain_of_dense_layers_gets_its_reason(monkeypatch, layers, reason):
+    """What a user's architecture may hold: the replicates then train its seeds one by one, saying why."""
+    class Model(nn.Module):
+        def __init__(self, params):
+            super().__init__()
+            self.layers = nn.Sequential(*layers())
+
+        def forward(self, x):
+            return self.layers(x)
+
+    monkeypatch.setitem(models.ARCHITECTURES, "custom", Model)
+    monkeypatch.setitem(models.USES, "custom", ())
+    assert batched.unstackable(model_params(arch="custom")) == f"custom {reason}"
+
+
+def test_a_forward_that_is_not_its_layers_chain_is_caught_on_a_probe_batch(monkeypatch):
+    class Residual(nn.Module):  # the same leaves as an MLP, another forward
+        def __init__(self, params):
+            super().__init__()
+            self.a, self.b = nn.Linear(784, 784), nn.Linear(784, 10)
+
+        def forward(self, x):
+            return self.b(x + torch.relu(self.a(x)))
+
+    monkeypatch.setitem(models.ARCHITECTURES, "residual", Residual)
+    monkeypatch.setitem(models.USES, "residual", ())
+    assert batched.unstackable(model_params(arch="residual")) == "residual's forward is not the chain of its layers"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the device machine)")
+def test_on_cuda_a_cnn_trains_seed_by_seed_and_says_so():
+    cuda = configure_torch(1, "cuda")
+    lines = []
+    params = dataclasses.replace(TRAIN, device="cuda")
+    results = fit_replicates(model_params(arch="cnn", channels=(4,), hidden=(8,)), params, SEEDS[:2], splits(cuda),
+                             cuda, jobs=2, log=lines.append)
+    assert len(results) == 2
+    assert lines[0] == "replicates: cnn has a Conv2d layer, so its seeds train one after another on the GPU, not batched"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the device machine)")

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torchvision
 
-from conftest import ROOT, synthetic_digits, write_mirror
+from tests.helpers import ROOT, synthetic_digits, write_mirror
 from mnistbench import data, mirrors
 from mnistbench.files import FileFormatError, save_tensors
 from mnistbench.params import ParamsError, check_val_size

@@ -62,8 +62,11 @@ def fenced_commands(page: Path) -> list[str]:
 
 
 def entry_point(command: str) -> list[str] | None:
-    """What names the tool a command runs: `python -m mnistbench.X ...` -> its --help; `dvc A B` -> `dvc A B --help`."""
+    """What names the tool a command runs: `mnistbench X ...` and `python -m lab.X ...` -> its
+    --help; `dvc A B` -> `dvc A B --help`."""
     words = re.sub(r"^([A-Z_]+=\S+ )+", "", command).split()  # DATA_MIRROR=... make pipeline
+    if words[:1] == ["mnistbench"] and len(words) > 1 and not words[1].startswith("-"):
+        return [sys.executable, "-m", "commands", words[1], "--help"]
     if words[:2] == ["python", "-m"]:
         return [sys.executable, "-m", words[2], "--help"]
     if words[0] == "dvc":
@@ -74,8 +77,8 @@ def entry_point(command: str) -> list[str] | None:
 
 README_COMMANDS = [c for c in fenced_commands(ROOT / "README.md") if entry_point(c)]
 def inline_commands(page: Path) -> list[str]:
-    """Commands quoted in running text or tables: `python -m mnistbench.X ...`, `dvc X ...`, `time dvc X`."""
-    spans = re.findall(r"`(?:time )?((?:python -m mnistbench\.|dvc )[^`]*)`", page.read_text())
+    """Commands quoted in running text or tables: `mnistbench X ...`, `python -m lab.X ...`, `dvc X ...`, `time dvc X`."""
+    spans = re.findall(r"`(?:time )?((?:python -m (?:lab|commands)\.|mnistbench |dvc )[^`]*)`", page.read_text())
     return [span for span in spans if not span.startswith("dvc ") or re.match(r"dvc [a-z]+", span)]
 
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from mnistbench import evaluate as ev
+from mnistbench.models import predict_logits
 
 
 def logits_for(y_pred: list[int]) -> torch.Tensor:
@@ -46,7 +47,7 @@ def test_predict_logits_does_not_depend_on_batch_size():
     torch.manual_seed(0)
     model = torch.nn.Linear(784, 10)
     x = torch.randn(25, 784)
-    assert torch.allclose(ev.predict_logits(model, x, 4), ev.predict_logits(model, x, 25), atol=1e-6)
+    assert torch.allclose(predict_logits(model, x, 4), predict_logits(model, x, 25), atol=1e-6)
 
 
 @pytest.mark.parametrize("draw", [

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from tests.helpers import ROOT, set_params
 from mnistbench import data, files
-from test_pipeline import set_params
+
 
 TRAIN_ARGS = ["--data", "data/prepared", "--model", "models/model.pt", "--metrics", "metrics/train.json",
               "--live", "dvclive", "--run-info", "metrics/run_info.json",
-              "--time", "metrics/time/train.json"]
+              "--time", "timings/train.json"]
 PREVIOUS = b"previous model, must survive"
 
 
@@ -85,7 +85,8 @@ def test_a_write_the_os_refuses_gives_one_line_and_keeps_the_previous_file(works
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 1
     lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("train: error: ") and "File too large" in lines[0]
+    assert lines == ["train: error: cannot write models/model.pt: file too large; a file-size limit is set "
+                     "(ulimit -f): raise it, then rerun"]
     assert (workspace / "models/model.pt").read_bytes() == PREVIOUS
     assert leftovers(workspace) == []
 

@@ -1,5 +1,5 @@
 """The gate on real MNIST, the way CI and users run it: `dvc exp run -S ...` in this repository's
-own workspace, then `python -m mnistbench.check --baseline HEAD` against the committed replicates.
+own workspace, then `python -m commands.gate --baseline HEAD` against the committed replicates.
 
 Needs the committed pipeline reproduced in this checkout (data/prepared present): `.ci/run` runs it
 after `make pipeline` with MNISTBENCH_GATE_ON_MNIST=1; elsewhere it is skipped. Each case retrains
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
-from mnistbench.check import FAIL, PASS
+from tests.helpers import ROOT
+from commands.gate import FAIL, PASS
 
 pytestmark = pytest.mark.skipif(os.environ.get("MNISTBENCH_GATE_ON_MNIST") != "1",
                                 reason="runs dvc exp run on real MNIST in this checkout: .ci/run sets "
@@ -44,6 +44,6 @@ def test_gate_on_an_experiment(workspace_put_back, change, code):
     assert run("dvc", "status", "--quiet").returncode == 0, "reproduce the committed pipeline first"
     exp = run("dvc", "exp", "run", "-S", change)
     assert exp.returncode == 0, exp.stdout[-2000:] + exp.stderr[-2000:]
-    gate = run(sys.executable, "-m", "mnistbench.check", "--baseline", "HEAD")
+    gate = run(sys.executable, "-m", "commands.gate", "--baseline", "HEAD")
     print(gate.stdout)
     assert gate.returncode == code, gate.stdout + gate.stderr

@@ -1,4 +1,4 @@
-"""`mnistbench.grid --jobs N [--address]`: the grid's runs as Ray tasks, each a real `dvc exp run` in
+"""`commands.grid --jobs N [--address]`: the grid's runs as Ray tasks, each a real `dvc exp run` in
 its own clone, each back as an experiment of the repository; on this machine, on a two-node Ray
 cluster that sees the repository only through a bare git remote and a DVC remote, with a worker
 killed mid-run, with two grids at once, and with bad input refused before anything runs."""
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import e2e_repo, sh
+from tests.helpers import e2e_repo, sh
 
 pytestmark = pytest.mark.slow
-GRID = [sys.executable, "-m", "mnistbench.grid"]
+GRID = [sys.executable, "-m", "commands.grid"]
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +64,8 @@ def test_two_runs_at_once_come_back_as_experiments_and_a_rerun_restores_them(rep
 
     again = sh(path, env, *GRID, "--jobs", "2", "-S", "train.lr=0.02,0.03", "-S", "train.epochs=1")
     assert again.stdout.count("3 stage(s) restored from the run cache") == 2, again.stdout  # train, evaluate, replicates
-    board = sh(path, env, sys.executable, "-m", "mnistbench.leaderboard").stdout
-    assert sum("1 ep, batch 64, lr 0.02" in line for line in board.splitlines()) == 2
+    board = sh(path, env, sys.executable, "-m", "commands.leaderboard").stdout
+    assert sum("1 ep, batch 64, adam lr 0.02" in line for line in board.splitlines()) == 2
 
 
 @pytest.mark.parametrize("args, message", [
@@ -85,13 +85,13 @@ def test_bad_input_is_one_line_before_any_run(repo, args, message):
 
 def test_uncommitted_changes_are_refused_the_runs_would_not_see_them(repo):
     path, env = repo
-    (path / "mnistbench" / "model.py").write_text((path / "mnistbench" / "model.py").read_text() + "\n# edited\n")
+    (path / "mnistbench" / "models.py").write_text((path / "mnistbench" / "models.py").read_text() + "\n# edited\n")
     try:
         refused = sh(path, env, *GRID, "--jobs", "2", "-S", "train.lr=0.1", check=False)
-        assert refused.returncode == 1 and "uncommitted changes in mnistbench/model.py" in refused.stderr
+        assert refused.returncode == 1 and "uncommitted changes in mnistbench/models.py" in refused.stderr
         assert "each run clones the last commit" in refused.stderr
     finally:
-        sh(path, env, "git", "checkout", "--", "mnistbench/model.py")
+        sh(path, env, "git", "checkout", "--", "mnistbench/models.py")
 
 
 def dvc_runs(under: str = "mnistbench-grid-") -> list[tuple[int, int]]:

@@ -1,3 +1,5 @@
+import hashlib
+import io
 import os
 import re
 import subprocess
@@ -7,7 +9,7 @@ import pytest
 import torch
 from ruamel.yaml import YAML
 
-from conftest import ROOT
+from tests.helpers import ROOT
 from mnistbench.params import ParamsError, as_dict, load_params
 
 
@@ -76,7 +78,6 @@ def test_integer_accepted_where_a_float_is_expected(tmp_path):
     ("model.hidden", "[128, 0]", r"model\.hidden\[1\] = 0: must be >= 1"),
     ("model.hidden", "[128, 6.5]", r"model\.hidden\[1\] = 6\.5: must be an integer"),
     ("prepare.val_size", "-5", r"prepare\.val_size = -5: must be >= 1"),
-    ("model.arch", "resnet", r"model\.arch = 'resnet': must be one of mlp, linear, cnn"),
     ("model.dropout", "1.5", r"model\.dropout = 1\.5: must be <= 0\.9"),
     ("model.channels", "[8, 8, 8, 8]", r"model\.channels = list: must have at most 3 items"),
     ("train.schedule", "onecycle", r"train\.schedule = 'onecycle': must be one of constant, cosine"),
@@ -93,9 +94,9 @@ def test_integer_accepted_where_a_float_is_expected(tmp_path):
     ("train.seed", "9223372036854775800",
      r"train\.seed = 9223372036854775800 with replicates\.n = 10 needs seeds up to 9223372036854775809, "
      r"past the largest seed 9223372036854775807; lower train\.seed"),
-    ("check.significance", "0", r"check\.significance = 0\.0: must be > 0"),
-    ("check.significance", "0.9", r"check\.significance = 0\.9: must be <= 0\.5"),
-    ("check.min_drop", "-0.001", r"check\.min_drop = -0\.001: must be >= 0"),
+    ("gate.significance", "0", r"gate\.significance = 0\.0: must be > 0"),
+    ("gate.significance", "0.9", r"gate\.significance = 0\.9: must be <= 0\.5"),
+    ("gate.min_drop", "-0.001", r"gate\.min_drop = -0\.001: must be >= 0"),
     # past torch's integers: each crashed its stage, after DVC had deleted the stage's outputs
     ("prepare.split_seed", "18446744073709551616",
      r"prepare\.split_seed = 18446744073709551616: must be <= 9223372036854775807 \(a 64-bit integer\)"),
@@ -175,15 +176,36 @@ def run_validate(cwd, **env) -> subprocess.CompletedProcess:
                           env=dict(os.environ, PYTHONPATH=str(ROOT), **env), capture_output=True, text=True)
 
 
+def lock_of(text: str, **code_md5) -> str:
+    """A dvc.lock recording the train stage as DVC does after running it with params.yaml `text`:
+    its model and train sections, and the md5 of its model and optimizer code (or `code_md5`'s)."""
+    tree = YAML(typ="safe", pure=True).load(text)
+    deps = [{"path": f"mnistbench/{name}.py",
+             "md5": code_md5.get(name) or hashlib.md5((ROOT / "mnistbench" / f"{name}.py").read_bytes()).hexdigest()}
+            for name in ("models", "optim")]
+    lock = {"schema": "2.0", "stages": {"train": {"deps": deps, "params": {"params.yaml": {
+        "model": tree["model"], "train": tree["train"]}}}}}
+    out = io.StringIO()
+    YAML().dump(lock, out)
+    return out.getvalue()
+
+
+def imports_torch(stderr: str) -> bool:
+    return bool(re.search(r"\|\s+torch$", stderr, re.MULTILINE))  # -X importtime lists every import
+
+
 def test_validate_stage_writes_the_same_bytes_for_any_valid_params_and_loads_no_torch(tmp_path):
+    """Where the model section, train.optimizer and their code are what dvc.lock recorded, validate
+    needs no torch: a change of train.lr (or any other key) costs a tenth of a second."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     command = [sys.executable, "-X", "importtime", "-m", "stages.validate", "--out", "data/params.ok"]
+    (tmp_path / "dvc.lock").write_text(lock_of(repo_params_text()))
     written = []
     for lr in ("0.001", "0.01"):
         (tmp_path / "params.yaml").write_text(with_value(repo_params_text(), "train.lr", lr))
         result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
-        assert not re.search(r"\|\s+torch$", result.stderr, re.MULTILINE)  # -X importtime lists every import
+        assert not imports_torch(result.stderr)
         written.append((tmp_path / "data/params.ok").read_bytes())
     assert written[0] == written[1]  # so a change of params never reruns a stage through this file
 
@@ -193,6 +215,45 @@ def test_validate_stage_writes_the_same_bytes_for_any_valid_params_and_loads_no_
     assert result.stderr.splitlines() == ["validate: error: params.yaml: train.epochs = 0: must be >= 1"]
     assert (tmp_path / "data/params.ok").read_bytes() == written[0]
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["params.ok"]  # no temp file left
+
+
+UNKNOWN_ARCH = ("validate: error: params.yaml: model.arch = 'resnet': must be one of mlp, linear, cnn "
+                "(the architectures registered in mnistbench/models.py)")
+UNKNOWN_OPTIMIZER = ("validate: error: params.yaml: train.optimizer = 'lion': must be one of adam, adamw, sgd "
+                     "(the optimizers registered in mnistbench/optim.py)")
+
+
+@pytest.mark.parametrize("key, value, lock, message", [
+    ("model.arch", "resnet", "recorded", UNKNOWN_ARCH),  # the model section differs from dvc.lock's
+    ("model.arch", "resnet", None, UNKNOWN_ARCH),  # no dvc.lock: train will run
+    ("train.optimizer", "lion", "recorded", UNKNOWN_OPTIMIZER),
+    ("train.optimizer", "lion", None, UNKNOWN_OPTIMIZER),
+    ("model.hidden", "[64]", "recorded", None),  # checked (torch imported), and valid
+    ("train.optimizer", "sgd", "recorded", None),
+])
+def test_validate_checks_the_registries_where_the_train_stage_will_meet_a_new_value(tmp_path, key, value, lock,
+                                                                                      message):
+    if lock:
+        (tmp_path / "dvc.lock").write_text(lock_of(repo_params_text()))
+    (tmp_path / "params.yaml").write_text(with_value(repo_params_text(), key, value))
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "stages.validate", "--out", "data/params.ok"],
+                            cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True)
+    assert imports_torch(result.stderr)
+    if message:
+        assert result.returncode == 1 and [line for line in result.stderr.splitlines() if "|" not in line] == [message]
+        assert not (tmp_path / "data").exists()
+    else:
+        assert result.returncode == 0, result.stderr
+
+
+def test_validate_checks_the_model_again_when_its_code_changed(tmp_path):
+    """The same params as dvc.lock's, but mnistbench/models.py is not the code the train stage ran:
+    an architecture may have been renamed or removed, so validate builds it again (and imports torch)."""
+    (tmp_path / "dvc.lock").write_text(lock_of(repo_params_text(), models="0" * 32))
+    (tmp_path / "params.yaml").write_text(repo_params_text())
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "stages.validate", "--out", "data/params.ok"],
+                            cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True)
+    assert result.returncode == 0 and imports_torch(result.stderr)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: train.device cuda is valid here")

@@ -10,10 +10,11 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from conftest import model_params
-from mnistbench import predict
-from mnistbench.model import MLP, save_checkpoint
-from mnistbench.train import normalize, train_epoch
+from tests.helpers import model_params
+from commands import predict
+from mnistbench.data import normalize
+from mnistbench.models import build_model, save_checkpoint
+from mnistbench.train import train_epoch
 
 MEAN, STD = 0.1307, 0.3081
 
@@ -68,7 +69,7 @@ def shapes_model(tmp_path_factory):
     digits = torch.stack([predict.to_mnist(draw(c, rng, dark_on_light=rng.random() < 0.5)) for c in labels])
     x, y = normalize(digits, MEAN, STD), torch.tensor([int(c) for c in labels])
     torch.manual_seed(0)
-    model = MLP((64,))
+    model = build_model(model_params(hidden=(64,)))
     optimizer = torch.optim.Adam(model.parameters(), lr=0.003)
     generator = torch.Generator().manual_seed(0)
     for _ in range(15):

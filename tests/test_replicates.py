@@ -15,15 +15,16 @@ import time
 import pytest
 import torch
 
-from conftest import model_params, synthetic_digits
 from mnistbench import evaluate as ev
-from mnistbench.params import TrainParams
+from mnistbench.data import normalize
+from mnistbench.models import predict_logits
 from mnistbench.replicates import WorkerError, fit_replicates, quiet, seed_block, summarize
-from mnistbench.train import configure_torch, fit, normalize
+from mnistbench.runtime import configure_torch
+from mnistbench.train import fit
+from tests.helpers import model_params, synthetic_digits, train_params
 
 DEVICE = configure_torch(1, "cpu")
-TRAIN = TrainParams(seed=5, epochs=2, batch_size=64, lr=1e-3, schedule="constant", augment_shift=0,
-                    augment_rotate=0, normalize_mean=0.13, normalize_std=0.3, device="cpu", threads=1)
+TRAIN = train_params(seed=5, epochs=2, normalize_mean=0.13, normalize_std=0.3)
 
 
 def splits():
@@ -54,7 +55,7 @@ def test_each_replicate_is_its_seeds_single_run_bit_for_bit(model, overrides):
     for (scores, state_dict), seed in zip(results, [5, 6]):
         single, _, _ = fit(mp, dataclasses.replace(params, seed=seed), data[0], data[1], DEVICE, log=quiet)
         assert same(state_dict, single.state_dict())
-        assert scores == ev.score(data[2][1].numpy(), ev.predict_logits(single, data[2][0], 1000))[0]
+        assert scores == ev.score(data[2][1].numpy(), predict_logits(single, data[2][0], 1000))[0]
     assert not same(results[0][1], results[1][1])
 
 

@@ -1,0 +1,128 @@
+"""A Markdown leaderboard of committed runs and DVC experiments, best test accuracy first.
+
+    mnistbench leaderboard                 # HEAD and the experiments based on it
+    mnistbench leaderboard --all-commits   # every commit and experiment DVC knows
+    mnistbench leaderboard --output LEADERBOARD.md
+
+Reads `dvc exp show --json`: params from params.yaml, results from metrics/replicates.json (test
+accuracy over the replicates' seeds, mean ± sd (n): what rows are ranked by), metrics/test.json
+(the single model's, one draw) and metrics/train.json, so nothing is rerun.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+from mnistbench.entry import run_command
+from mnistbench.files import write_text
+
+COLUMNS = ["experiment", "dataset", "model", "training", "test accuracy, mean ± sd (n seeds)",
+           "single model", "macro-F1 (single)", "parameters"]
+
+
+def runs(exp_show: list) -> list[dict]:
+    """Every committed run and experiment in `dvc exp show --json` output that has params and
+    metrics, as {"name", "rev", "params", "metrics"}; the workspace is left out."""
+    found = []
+
+    def visit(node: dict, name: str | None) -> None:
+        data = node.get("data") or {}
+        rev = node.get("rev") or data.get("rev")
+        params = ((data.get("params") or {}).get("params.yaml") or {}).get("data")
+        metrics = {path: (entry or {}).get("data") or {} for path, entry in (data.get("metrics") or {}).items()}
+        if rev != "workspace" and params and metrics:
+            found.append({"name": node.get("name") or name or rev[:7], "rev": rev, "params": params, "metrics": metrics})
+        for exp in node.get("experiments") or []:
+            for child in exp.get("revs") or []:
+                visit(child, exp.get("name"))
+
+    for node in exp_show:
+        visit(node, None)
+    return found
+
+
+def describe_model(model: dict) -> str:
+    """The arch and the model.* values it reads (models.USES): `mlp 128-64 relu`, `cnn 32-64 128-64
+    relu`, `lenet`; an arch no longer registered shows its name alone."""
+    from mnistbench.models import USES  # torch: a second, once per leaderboard
+
+    arch = model.get("arch", "?")
+    shown = [arch]
+    for key in USES.get(arch, ()):
+        value = model.get(key)
+        if key == "dropout" and not value:
+            continue
+        shown.append("-".join(map(str, value)) if isinstance(value, list) else f"{key} {value}" if key == "dropout" else str(value))
+    return " ".join(shown)
+
+
+def describe_training(train: dict) -> str:
+    text = f"{train.get('epochs')} ep, batch {train.get('batch_size')}, {train.get('optimizer', 'adam')} lr {train.get('lr')}"
+    if train.get("weight_decay"):
+        text += f" wd {train['weight_decay']:g}"
+    if train.get("optimizer") == "sgd" and train.get("momentum"):
+        text += f" momentum {train['momentum']:g}"
+    if train.get("schedule", "constant") != "constant":
+        text += f" {train['schedule']}"
+    if train.get("augment_shift") or train.get("augment_rotate"):
+        text += f", shift {train.get('augment_shift', 0):g} px, rotate {train.get('augment_rotate', 0):g}°"
+    return text
+
+
+def row(run: dict) -> dict:
+    params, metrics = run["params"], run["metrics"]
+    test, trained = metrics.get("metrics/test.json", {}), metrics.get("metrics/train.json", {})
+    replicates = metrics.get("metrics/replicates.json", {}).get("accuracy") or {}
+    spread = "-"
+    if all(isinstance(replicates.get(k), (int, float)) for k in ("mean", "sd", "n")):
+        spread = f"{replicates['mean']:.4f} ± {replicates['sd']:.4f} ({replicates['n']})"
+    return {
+        "experiment": f"{run['name']} ({run['rev'][:7]})" if run["name"] != run["rev"][:7] else run["name"],
+        "dataset": (params.get("prepare") or {}).get("dataset", "mnist"),  # runs from before datasets: mnist
+        "model": describe_model(params.get("model") or {}),
+        "training": describe_training(params.get("train") or {}),
+        # ranked by the replicates' mean; runs from before the replicates stage by their one draw
+        "accuracy": replicates["mean"] if spread != "-" else test.get("accuracy"),
+        "test accuracy, mean ± sd (n seeds)": spread,
+        "single model": _fmt(test.get("accuracy"), "{:.4f}"),
+        "macro-F1 (single)": _fmt(test.get("macro_f1"), "{:.4f}"),
+        "parameters": _fmt(trained.get("parameters"), "{:,}"),
+    }
+
+
+def _fmt(value, pattern: str) -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def markdown(rows: list[dict]) -> str:
+    rows = sorted(rows, key=lambda r: (r["dataset"] != "mnist", r["dataset"], -(r["accuracy"] or 0)))
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+    lines += ["| " + " | ".join(str(r[c]) for c in COLUMNS) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--all-commits", action="store_true", help="every commit, not just HEAD, and its experiments")
+    parser.add_argument("--output", help="also write the table to this Markdown file")
+    args = parser.parse_args()
+    command = ["dvc", "exp", "show", "--json", *(["--all-commits"] if args.all_commits else [])]
+    shown = subprocess.run(command, capture_output=True, text=True)
+    if shown.returncode != 0:
+        raise SystemExit(f"leaderboard: error: {' '.join(command)} exited {shown.returncode}: "
+                         f"{' '.join(shown.stderr.split())[:300]}")
+    found = runs(json.loads(shown.stdout))
+    if not found:
+        raise SystemExit("leaderboard: error: no committed run or experiment with params and metrics; "
+                         "run `dvc repro` and commit, or `dvc exp run`")
+    table = markdown([row(r) for r in found])
+    sys.stdout.write(table)
+    if args.output:
+        write_text(args.output, table)
+
+
+if __name__ == "__main__":
+    run_command("leaderboard", main)

@@ -1,0 +1,258 @@
+"""Training speed, side by side with the seed's DataLoader loop, in one run.
+
+    python -m lab.bench                      # about 2 minutes; DATA_MIRROR as for prepare
+    python -m lab.bench --output bench.md    # also write the Markdown tables to a file
+    python -m lab.bench --threads 2          # both loops at 2 torch threads
+
+Both loops train the same MLP (params.yaml: model, train) with Adam and cross-entropy at batch 64
+on the same 60,000 training images, fetched and verified as in prepare, at the same torch thread
+count (train.threads, or --threads), and are scored on the 10,000 test images:
+  (a) the seed's loop: torchvision MNIST with ToTensor() + Normalize() per sample, through
+      DataLoader(batch_size=64, shuffle=True), plain Adam, loss.item() every step;
+  (b) this project's step (mnistbench.train): the data as one tensor, index_select batches of a
+      seeded permutation, fused Adam, no per-step host sync;
+  (b') the same step on the fastest kernels, which are not portable: MKL's AVX2 GEMM for every
+      linear layer (MKL_CBWR=AVX2, no oneDNN), as before issue 12. MKL runs other kernels on AMD
+      than on Intel there, so its bytes depend on the CPU's vendor (mnistbench/portable.py); (b)
+      gives the same bytes on both, and this row is what that costs.
+Each measurement runs in a fresh process, so peak memory (max RSS, imports included) is its own.
+Per-epoch times are medians over the epochs after the first (warm-up). Also reported: this
+project's time per epoch at batch 64/256/1024, total time for 1/5/10 epochs, and the fixed cost
+a `dvc repro` pays before training (DVC's own check; each stage's interpreter start and imports).
+Time it on an idle machine: a second busy process on 2 cores slows these loops many times over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from mnistbench import data, portable
+from mnistbench.data import load_normalized
+from mnistbench.entry import run_command
+from mnistbench.mirrors import parse_mirrors
+from mnistbench.models import build_model
+from mnistbench.params import load_params
+from mnistbench.runtime import configure_torch
+from mnistbench.train import (EVAL_BATCH_SIZE, loss_and_accuracy, setup,
+                              train_epoch)
+
+SEED_EPOCHS = 3  # the seed's loop takes seconds per epoch: 1 warm-up + 2 timed
+
+
+def _peak_rss_mib() -> float:
+    """Peak resident memory of this process. VmHWM, not getrusage's ru_maxrss: Linux carries
+    ru_maxrss across exec, so a worker would report its parent's peak."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024  # KiB
+    except (OSError, StopIteration):  # not Linux: ru_maxrss is the best there is
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+
+
+def worker_seed(workdir: str, epochs: int, threads: int) -> dict:
+    """(a): the seed's train.py loop, with this project's model size, lr and seed."""
+    from sklearn.metrics import accuracy_score
+    from torch.utils.data import DataLoader
+    from torchvision import datasets, transforms
+
+    params = load_params()
+    configure_torch(threads, "cpu")
+    imported = _peak_rss_mib()
+    transform = transforms.Compose([transforms.ToTensor(),
+                                    transforms.Normalize((params.train.normalize_mean,), (params.train.normalize_std,))])
+    train_set = datasets.MNIST(workdir, train=True, transform=transform)  # verified raw files in workdir
+    test_set = datasets.MNIST(workdir, train=False, transform=transform)
+    train_loader = DataLoader(train_set, batch_size=params.train.batch_size, shuffle=True)
+    test_loader = DataLoader(test_set, batch_size=params.train.batch_size, shuffle=False)
+    torch.manual_seed(params.train.seed)
+    model = build_model(params.model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=params.train.lr)
+    criterion = torch.nn.CrossEntropyLoss()
+    seconds = []
+    for _ in range(epochs):
+        started, running_loss = time.perf_counter(), 0.0
+        for images, labels in train_loader:
+            optimizer.zero_grad()
+            loss = criterion(model(images.view(len(images), -1)), labels)
+            loss.backward()
+            optimizer.step()
+            running_loss += loss.item()
+        seconds.append(time.perf_counter() - started)
+    predicted, actual = [], []
+    with torch.no_grad():
+        for images, labels in test_loader:
+            predicted.append(torch.max(model(images.view(len(images), -1)), 1)[1])
+            actual.append(labels)
+    accuracy = accuracy_score(torch.cat(actual).numpy(), torch.cat(predicted).numpy())
+    return {"seconds": seconds, "samples": len(train_set), "accuracy": float(accuracy), "threads": threads,
+            "peak_rss_mib": _peak_rss_mib(), "imported_rss_mib": imported}
+
+
+def worker_project(workdir: str, epochs: int, batch_size: int, threads: int) -> dict:
+    """(b): mnistbench.train's step on the same 60,000 images, read as the train stage reads them."""
+    params = load_params()
+    run = dataclasses.replace(params.train, batch_size=batch_size, epochs=epochs, threads=threads)
+    device = configure_torch(run.threads, run.device)
+    imported = _peak_rss_mib()
+    mean, std = run.normalize_mean, run.normalize_std
+    x, y = load_normalized(Path(workdir) / "train.pt", mean, std, device)  # (60000, 784), (60000,)
+    x_test, y_test = load_normalized(Path(workdir) / "test.pt", mean, std, device)
+    state = setup(params.model, run, device, train_size=len(y))
+    model = state.model
+    seconds = []
+    for _ in range(epochs):
+        started = time.perf_counter()
+        # ends in .item(): synced
+        train_epoch(model, state.optimizer, x, y, run.batch_size, state.generator, state.scheduler, state.augment)
+        seconds.append(time.perf_counter() - started)
+    _, accuracy = loss_and_accuracy(model, x_test, y_test, EVAL_BATCH_SIZE)
+    return {"seconds": seconds, "samples": len(y), "accuracy": accuracy, "threads": run.threads,
+            "peak_rss_mib": _peak_rss_mib(), "imported_rss_mib": imported, "device": device.type}
+
+
+def worker_vendor(workdir: str, epochs: int, batch_size: int, threads: int) -> dict:
+    """(b'): (b) with every linear layer on F.linear; run with MKL_CBWR=AVX2 in the environment."""
+    portable.ONEDNN_MIN_WEIGHTS = float("inf")
+    return worker_project(workdir, epochs, batch_size, threads) | {"mkl_cbwr": os.environ.get("MKL_CBWR")}
+
+
+VENDOR_ENV = {"MKL_CBWR": "AVX2"}  # (b')'s MKL branch: read when torch loads, so set for its process
+
+
+def _run(*args: str, env: dict | None = None) -> dict:
+    result = subprocess.run([sys.executable, "-m", "lab.bench", *args], capture_output=True, text=True,
+                            env={**os.environ, **env} if env else None)
+    if result.returncode != 0:
+        raise SystemExit(f"bench: worker {' '.join(args)} failed:\n{result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _wall(cmd: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(cmd, capture_output=True)  # exit status ignored: `dvc status` is 1 when stale
+    return time.perf_counter() - started
+
+
+def _per_epoch(result: dict) -> float:
+    return statistics.median(result["seconds"][1:])
+
+
+def cpu_name() -> str:
+    """The CPU's model name, as /proc/cpuinfo gives it ("AMD EPYC"), where there is one."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown CPU"
+
+
+def machine(threads: int) -> str:
+    params = load_params()
+    return (f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__} "
+            f"(CPU capability {torch.backends.cpu.get_cpu_capability()}), {threads} torch "
+            f"thread{'s' if threads > 1 else ''}, "
+            f"train.device={params.train.device}, Python {platform.python_version()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", type=Path, help="also write the Markdown report here")
+    parser.add_argument("--threads", type=int, help="torch threads for both loops (default: train.threads)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.threads is not None and args.threads < 1:
+        parser.error("--threads must be at least 1")
+    if args.worker:  # a measurement in its own process: print one JSON line
+        kind, workdir, *numbers = args.worker.split(",")
+        worker = {"seed": worker_seed, "project": worker_project, "vendor": worker_vendor}[kind]
+        print(json.dumps(worker(workdir, *map(int, numbers))))
+        return
+
+    params = load_params()
+    batch, threads = params.train.batch_size, args.threads or params.train.threads
+    with tempfile.TemporaryDirectory(prefix="mnist-bench-") as workdir:
+        # Fetched and verified once, as prepare does; (a) reads the raw files through torchvision,
+        # (b) the same 60,000 + 10,000 images as tensors, as the train stage reads its data.
+        train_images, train_labels, test_images, test_labels = data.fetch(
+            Path(workdir), parse_mirrors(os.environ.get("DATA_MIRROR")), data.pinned("mnist").files)
+        data.save_split(Path(workdir) / "train.pt", train_images, train_labels)
+        data.save_split(Path(workdir) / "test.pt", test_images, test_labels)
+        print("bench: (a) seed loop ...", file=sys.stderr, flush=True)
+        seed = _run("--worker", f"seed,{workdir},{SEED_EPOCHS},{threads}")
+        print("bench: (b) this project, 10 epochs ...", file=sys.stderr, flush=True)
+        ours = _run("--worker", f"project,{workdir},10,{batch},{threads}")
+        print("bench: (b') vendor-specific kernels, 10 epochs ...", file=sys.stderr, flush=True)
+        vendor = _run("--worker", f"vendor,{workdir},10,{batch},{threads}", env=VENDOR_ENV)
+        other_threads = 2 if threads == 1 else 1
+        print(f"bench: (b) at {other_threads} threads ...", file=sys.stderr, flush=True)
+        ours_other = _run("--worker", f"project,{workdir},4,{batch},{other_threads}")
+        sizes = {}
+        for size in (64, 256, 1024):
+            if size != batch:
+                print(f"bench: batch {size} ...", file=sys.stderr, flush=True)
+            sizes[size] = ours if size == batch else _run("--worker", f"project,{workdir},4,{size},{threads}")
+    # imports, then the exit a stage makes (cli.run_stage: os._exit, no interpreter teardown)
+    startup = {stage: statistics.median(_wall([sys.executable, "-c", f"import os, stages.{stage}; os._exit(0)"])
+                                        for _ in range(3))
+               for stage in ("prepare", "train", "evaluate")}
+    dvc_check = statistics.median(_wall([sys.executable, "-m", "dvc", "status", "-q"]) for _ in range(3))
+
+    a, b, b_other = _per_epoch(seed), _per_epoch(ours), _per_epoch(ours_other)
+    rate_a, rate_b = seed["samples"] / a, ours["samples"] / b
+
+    def rss(r: dict) -> str:
+        return f"{r['peak_rss_mib']:,.0f} MiB ({r['imported_rss_mib']:,.0f} after imports)"
+
+    lines = [
+        f"Machine: {machine(threads)}.",
+        "",
+        f"| loop (batch {batch}, {seed['samples']:,} images, fp32) | threads | s/epoch | images/s | peak RSS | test accuracy |",
+        "|---|---|---|---|---|---|",
+        f"| (a) seed: DataLoader + ToTensor + Normalize per sample | {seed['threads']} | {a:.3f} | {rate_a:,.0f} | "
+        f"{rss(seed)} | {seed['accuracy']:.4f} after {SEED_EPOCHS} epochs |",
+        f"| (b) this project: in-memory tensors, fused Adam | {ours['threads']} | {b:.3f} | {rate_b:,.0f} | "
+        f"{rss(ours)} | {ours['accuracy']:.4f} after 10 epochs ({ours['device']}) |",
+        f"| **(b) / (a)** | | | **{rate_b / rate_a:.1f}×** | | |",
+        f"| (b') (b) on vendor-specific kernels (MKL_CBWR={vendor['mkl_cbwr']}, no oneDNN linear): "
+        f"not portable | {vendor['threads']} | {_per_epoch(vendor):.3f} | {vendor['samples'] / _per_epoch(vendor):,.0f} | "
+        f"{rss(vendor)} | {vendor['accuracy']:.4f} after 10 epochs |",
+        f"| (b) at {other_threads} thread{'s' if other_threads > 1 else ''} (against (a) at {threads}) | {other_threads} | {b_other:.3f} | {ours_other['samples'] / b_other:,.0f} | "
+        f"{rss(ours_other)} | {ours_other['accuracy']:.4f} after 4 epochs |",
+        "",
+        "| this project, batch size | s/epoch | images/s |",
+        "|---|---|---|",
+        *[f"| {size} | {_per_epoch(r):.3f} | {r['samples'] / _per_epoch(r):,.0f} |" for size, r in sizes.items()],
+        "",
+        f"| this project, epochs (batch {batch}) | 1 | 5 | 10 |",
+        "|---|---|---|---|",
+        "| training time, s | " + " | ".join(f"{sum(ours['seconds'][:n]):.2f}" for n in (1, 5, 10)) + " |",
+        "",
+        "| fixed cost of `dvc repro`, s (median of 3) | |",
+        "|---|---|",
+        f"| DVC's own check (`dvc status`, what a no-op `dvc repro` pays) | {dvc_check:.2f} |",
+        *[f"| `{stage}` start-up: interpreter, imports, exit | {s:.2f} |" for stage, s in startup.items()],
+        "",
+        f"Per-epoch times are medians over epochs 2-{SEED_EPOCHS} (a) and 2-10 (b, b'); "
+        "peak RSS includes the interpreter and torch.",
+    ]
+    report = "\n".join(lines) + "\n"
+    print(report)
+    if args.output:
+        args.output.write_text(report)
+
+
+if __name__ == "__main__":
+    run_command("bench", main)

@@ -1,0 +1,152 @@
+"""How a stage or a command runs as a process: a user's mistake or a fault becomes one line on
+stderr, not a traceback, and no process it started outlives it.
+
+    run_stage("train", main)        # stages/*.py
+    run_command("grid", main)       # the commands (commands/) and the lab's (lab/)
+
+Under `dvc repro` and `dvc exp run`, DVC deletes a stage's outputs before it runs the stage, so a
+stage that fails or is interrupted there also says how to bring the previous results back.
+SIGTERM (what `timeout`, CI runners and systemd send) is handled as Ctrl-C is: the same line,
+exit 143 instead of 130.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import signal
+import subprocess
+import sys
+from typing import Callable
+
+from mnistbench.params import ParamsError
+
+# The errors a user can cause, by the module that defines them. They are looked up when an error
+# arrives, not imported here: importing data or files would load torch into `validate`,
+# which runs before every changed pipeline, and a module never imported cannot have raised.
+USER_ERRORS = {"mnistbench.data": "DataError", "mnistbench.files": "FileFormatError",
+               "mnistbench.replicates": "WorkerError"}
+
+# What to do about an output the OS refused to write, by errno.
+DISK_ADVICE = {
+    errno.ENOSPC: "free space and rerun",
+    errno.EDQUOT: "free space (or raise the quota) and rerun",
+    errno.EROFS: "the file system is read-only: remount it read-write, or run where the outputs can be written",
+    errno.EACCES: "make the folder writable for this user, then rerun",
+    errno.EPERM: "make the folder writable for this user, then rerun",
+    errno.EFBIG: "a file-size limit is set (ulimit -f): raise it, then rerun",
+}
+
+# Brings back the last committed results: the lock and the uncached metrics and plots from git,
+# then the cached outputs (models/, data/, run records, DVCLive's history) that the lock names, from
+# DVC's cache. --force: an interrupted stage leaves half-written outputs that are in no cache, and
+# DVC refuses to replace unsaved files without it. params.yaml is left as it is.
+RESTORE = "git checkout HEAD -- dvc.lock metrics plots dvclive && dvc checkout --force"
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    loaded = (getattr(sys.modules[module], name) for module, name in USER_ERRORS.items() if module in sys.modules)
+    return (ParamsError, *loaded)
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: raised in the main thread, like KeyboardInterrupt for SIGINT."""
+
+
+def _terminated(signum, frame) -> None:
+    raise Terminated
+
+
+def die_with(parent: int, sig: int = signal.SIGKILL) -> None:
+    """Have this process receive `sig` when the process `parent` ends, however it ends (Linux's
+    PR_SET_PDEATHSIG; elsewhere nothing): no process of a stage outlives what started it. `parent`
+    is the pid the caller passed down, so a parent already gone ends this one now."""
+    if sys.platform == "linux":
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, sig)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def run_stage(name: str, main: Callable[[], None], outputs_kept: bool = False) -> None:
+    """Run a stage's main() as the whole process, and end the process when it returns.
+
+    outputs_kept: the stage's outputs are `persist: true` in dvc.yaml, so DVC never deletes them.
+    The stage gets SIGTERM when the process that started it (dvc) ends, so `kill <dvc>` or a CI
+    timeout stops it too, with its one line, instead of leaving it training on its own.
+    """
+    die_with(os.getppid(), signal.SIGTERM)
+    try:
+        run_command(name, main)
+    except BaseException as e:
+        failed = not isinstance(e, SystemExit) or e.code not in (0, None)
+        if failed and os.environ.get("DVC_STAGE") and not outputs_kept:  # DVC sets it for each stage it runs
+            print(f"{name}: DVC deleted this stage's previous outputs before running it; "
+                  f"`{RESTORE}` brings back the last committed results", file=sys.stderr)
+        raise
+    # Every output is complete on disk by now (files.write_bytes: fsync, then rename). Skip the
+    # interpreter's teardown, which with torch loaded costs a large part of a short stage's run.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def run_command(name: str, main: Callable[[], None]) -> None:
+    """Run main(); what a user can cause ends it with one line on stderr: bad params.yaml, a missing
+    or malformed file (exit 1), an output the OS refused to write (exit 1), a git or dvc command
+    that failed, e.g. outside a clone of this repository (exit 1), Ctrl-C (exit 130), SIGTERM
+    (exit 143). argparse's own errors exit 2 as usual."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # not a caller's own handler
+        signal.signal(signal.SIGTERM, _terminated)
+    try:
+        main()
+    except _user_errors() as e:
+        print(f"{name}: error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except (KeyboardInterrupt, Terminated) as e:
+        what = "interrupted" if isinstance(e, KeyboardInterrupt) else "terminated (SIGTERM)"
+        print(f"{name}: {what}; outputs already written are complete, the rest were not written", file=sys.stderr)
+        raise SystemExit(130 if isinstance(e, KeyboardInterrupt) else 143) from None
+    except OSError as e:  # disk full, read-only folder, permissions: the user's to fix, not our bug
+        print(f"{name}: error: {os_error(e)}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except (MemoryError, RuntimeError) as e:  # a model or batch too large for this machine: torch says how much
+        asked = out_of_memory(e)
+        if asked is None:
+            raise
+        print(f"{name}: error: out of memory{asked}; a smaller model (model.hidden, model.channels) "
+              f"or batch (train.batch_size, evaluate.batch_size) needs less", file=sys.stderr)
+        raise SystemExit(1) from None
+    except subprocess.CalledProcessError as e:  # git or dvc refused: outside a repository, no commit yet...
+        said = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else e.stderr or ""
+        said = " ".join(said.split())[-300:]
+        print(f"{name}: error: `{' '.join(map(str, e.cmd))}` exited {e.returncode}" + (f": {said}" if said else ""),
+              file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def os_error(e: OSError) -> str:
+    """One line for an OSError: `cannot write models/model.pt: no space left on device; free space
+    and rerun` for an output refused (files.write_bytes names the output, not its temp file)."""
+    reason = (e.strerror or str(e)).lower()
+    written = type(e).__name__ == "WriteError" or e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
+    if not e.filename:
+        return reason
+    if not written:
+        return f"{e.filename}: {reason}"
+    advice = DISK_ADVICE.get(e.errno)
+    return f"cannot write {e.filename}: {reason}" + (f"; {advice}" if advice else "")
+
+
+def out_of_memory(e: BaseException) -> str | None:
+    """For an allocation that failed (Python's MemoryError, torch's CPU allocator or CUDA), what it
+    asked for, e.g. ' (3,136.0 GB asked)', or '' where it did not say; None for any other error."""
+    said = str(e)
+    if not (isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError" or "can't allocate memory" in said):
+        return None
+    asked = re.search(r"ried to allocate (\d+) bytes|ried to allocate ([\d.]+ [KMGT]?i?B)", said)
+    if not asked:
+        return ""
+    return f" ({int(asked[1]) / 1e9:,.1f} GB asked)" if asked[1] else f" ({asked[2]} asked)"
