@@ -8,8 +8,14 @@ import runpy
 import sys
 
 # command -> its module in commands/; `python -m commands.<module>` runs the same code
-COMMANDS = {"gate": "gate", "reproduced": "reproduced", "grid": "grid", "leaderboard": "leaderboard",
-            "predict": "predict", "plots-template": "plots_template"}
+COMMANDS = {
+    "gate": "gate",
+    "reproduced": "reproduced",
+    "grid": "grid",
+    "leaderboard": "leaderboard",
+    "predict": "predict",
+    "plots-template": "plots_template",
+}
 
 
 def summary(module: str) -> str:
@@ -25,7 +31,10 @@ def summary(module: str) -> str:
 def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [f"  {name:<{width}}  {summary(module)}" for name, module in COMMANDS.items()]
-    return "usage: mnistbench <command> [arguments]   (mnistbench <command> --help: its arguments)\n\ncommands:\n" + "\n".join(lines)
+    return (
+        "usage: mnistbench <command> [arguments]   (mnistbench <command> --help: its arguments)\n\ncommands:\n"
+        + "\n".join(lines)
+    )
 
 
 def main() -> None:

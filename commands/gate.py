@@ -40,6 +40,7 @@ SHOWN = (("accuracy", "test accuracy"), ("macro_f1", "test macro-F1"), ("loss", 
 @dataclass(frozen=True)
 class Sample:
     """A metric over the replicates' seeds."""
+
     n: int
     mean: float
     sd: float
@@ -51,6 +52,7 @@ class Sample:
 @dataclass(frozen=True)
 class Comparison:
     """current - baseline, Welch's way (unequal variances)."""
+
     difference: float
     ci95: tuple[float, float]
     p_lower: float  # one-sided p-value of "the current mean is lower than the baseline's"
@@ -70,17 +72,18 @@ def welch(baseline: Sample, current: Sample) -> Comparison:
     from scipy import stats  # 0.3 s to import: only when there is something to compare
 
     difference = current.mean - baseline.mean
-    vb, vc = baseline.sd ** 2 / baseline.n, current.sd ** 2 / current.n
+    vb, vc = baseline.sd**2 / baseline.n, current.sd**2 / current.n
     se = math.sqrt(vb + vc)
     if se == 0:  # both sides without spread: the difference is exact
         return Comparison(difference, (difference, difference), 0.0 if difference < 0 else 1.0)
-    df = (vb + vc) ** 2 / (vb ** 2 / (baseline.n - 1) + vc ** 2 / (current.n - 1))
+    df = (vb + vc) ** 2 / (vb**2 / (baseline.n - 1) + vc**2 / (current.n - 1))
     half = stats.t.ppf(0.975, df) * se
     return Comparison(difference, (difference - half, difference + half), float(stats.t.cdf(difference / se, df)))
 
 
-def decide(baseline: Sample | None, current: Sample | None, rules: GateParams,
-           missing: str = f"no readable {REPLICATES}") -> Verdict:
+def decide(
+    baseline: Sample | None, current: Sample | None, rules: GateParams, missing: str = f"no readable {REPLICATES}"
+) -> Verdict:
     """The gate's whole rule, on summary statistics (None: that side could not be read, for the
     reason `missing`)."""
     if current is None:
@@ -90,21 +93,31 @@ def decide(baseline: Sample | None, current: Sample | None, rules: GateParams,
     if comparison is not None:
         drop = -comparison.difference
         if comparison.p_lower < rules.significance and drop >= rules.min_drop - 1e-12:  # 1e-12: float noise
-            failures.append(f"mean test accuracy dropped {drop:.4f} ({baseline.mean:.4f} -> {current.mean:.4f}, "
-                            f"p = {comparison.p_lower:.2g} < {rules.significance:g}; at least {rules.min_drop:.4f} fails)")
+            failures.append(
+                f"mean test accuracy dropped {drop:.4f} ({baseline.mean:.4f} -> {current.mean:.4f}, "
+                f"p = {comparison.p_lower:.2g} < {rules.significance:g}; at least {rules.min_drop:.4f} fails)"
+            )
     if current.mean < rules.min_accuracy:
         failures.append(f"mean test accuracy {current.mean:.4f} is below the floor {rules.min_accuracy:.4f}")
     if failures:  # the floor needs no baseline: a result under it fails even without one
         return Verdict(FAIL, "; ".join(failures), comparison)
     if comparison is None:
         return Verdict(UNDECIDED, f"the baseline has {missing} to compare with")
-    return Verdict(PASS, f"no significant drop: mean test accuracy {current.mean:.4f} against {baseline.mean:.4f} "
-                         f"(p = {comparison.p_lower:.2g}; fails below {rules.significance:g} with a drop of at least "
-                         f"{rules.min_drop:.4f}; floor {rules.min_accuracy:.4f})", comparison)
+    return Verdict(
+        PASS,
+        f"no significant drop: mean test accuracy {current.mean:.4f} against {baseline.mean:.4f} "
+        f"(p = {comparison.p_lower:.2g}; fails below {rules.significance:g} with a drop of at least "
+        f"{rules.min_drop:.4f}; floor {rules.min_accuracy:.4f})",
+        comparison,
+    )
 
 
 def _number(value) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
+    return (
+        float(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        else None
+    )
 
 
 def read_sample(entries: dict, metric: str, side: str) -> Sample | str:
@@ -117,7 +130,9 @@ def read_sample(entries: dict, metric: str, side: str) -> Sample | str:
         value = _number((entries.get(f"{metric}.{field}") or {}).get(side))
         if value is None:
             shown = (entries.get(f"{metric}.{field}") or {}).get(side)
-            return f"{REPLICATES} whose {metric}.{field} is " + ("missing" if shown is None else f"not a number ({shown!r})")
+            return f"{REPLICATES} whose {metric}.{field} is " + (
+                "missing" if shown is None else f"not a number ({shown!r})"
+            )
         values[field] = value
     if values["n"] < 2 or values["n"] != int(values["n"]) or values["sd"] < 0:
         return f"{REPLICATES} with n = {values['n']:g} and sd = {values['sd']:g} (needs n >= 2 seeds, sd >= 0)"
@@ -142,9 +157,13 @@ def table(samples: dict, single: tuple[float | None, float | None], verdict: Ver
         return str(x) if isinstance(x, Sample) else "missing"
 
     label = {PASS: "pass", FAIL: "**FAIL**", UNDECIDED: "**cannot decide**"}[verdict.code]
-    rows = [f"### Accuracy gate: {label}", "",
-            f"| metric, mean ± sd (n seeds) | baseline ({baseline_rev}) | current | change [95% CI] | p (one-sided) | verdict |",
-            "|---|---|---|---|---|---|"]
+    rows = [
+        f"### Accuracy gate: {label}",
+        "",
+        f"| metric, mean ± sd (n seeds) | baseline ({baseline_rev}) | current | change [95% CI] "
+        "| p (one-sided) | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
     for key, name in SHOWN:
         old, new = samples.get(key, (None, None))
         change, p = "n/a", ""
@@ -156,7 +175,9 @@ def table(samples: dict, single: tuple[float | None, float | None], verdict: Ver
     old, new = single
     shown = [("missing" if x is None else f"{x:.4f}") for x in (old, new)]
     change = f"{new - old:+.4f}" if old is not None and new is not None else "n/a"
-    rows.append(f"| test accuracy of the single model ({SINGLE}, one draw) | {shown[0]} | {shown[1]} | {change} |  | info |")
+    rows.append(
+        f"| test accuracy of the single model ({SINGLE}, one draw) | {shown[0]} | {shown[1]} | {change} |  | info |"
+    )
     return "\n".join(rows + ["", verdict.reason, ""])
 
 

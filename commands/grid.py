@@ -34,8 +34,8 @@ import re
 import subprocess
 import sys
 
-from mnistbench import mirrors
 from commands.ray_grid import RAN  # stdlib only at import: Ray loads in ray_grid.run_grid alone
+from mnistbench import mirrors
 
 RESTORED = ["params.yaml", "dvc.lock", "metrics", "plots", "dvclive"]
 
@@ -68,8 +68,12 @@ def combinations(overrides: list[tuple[str, list[str]]]) -> list[list[str]]:
 
 
 def dirty(paths: list[str]) -> list[str]:
-    out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *paths],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no", "--", *paths],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return [line[3:] for line in out.splitlines()]
 
 
@@ -77,8 +81,10 @@ def restore() -> None:
     subprocess.run(["git", "checkout", "HEAD", "--", *RESTORED], check=True)
     # DVC outputs back to what dvc.lock says; --force: an interrupted run's half-written outputs are in no cache
     if subprocess.run(["dvc", "checkout", "--quiet", "--force"]).returncode != 0:
-        print("grid: warning: `dvc checkout` could not restore every output of HEAD; run `dvc pull` or `dvc repro`",
-              file=sys.stderr)
+        print(
+            "grid: warning: `dvc checkout` could not restore every output of HEAD; run `dvc pull` or `dvc repro`",
+            file=sys.stderr,
+        )
 
 
 LOCK = ".dvc/tmp/mnistbench-grid.lock"
@@ -102,8 +108,10 @@ def check_values(runs: list[list[str]]) -> list:
             try:
                 tree = override(tree, assignment)
             except KeyError as e:
-                raise SystemExit(f"grid: error: -S {assignment}: params.yaml has no key {e.args[0]} "
-                                 "(dvc exp run -S only changes keys that exist)") from None
+                raise SystemExit(
+                    f"grid: error: -S {assignment}: params.yaml has no key {e.args[0]} "
+                    "(dvc exp run -S only changes keys that exist)"
+                ) from None
         try:
             checked.append(from_dict(tree))
         except ParamsError as e:
@@ -120,9 +128,12 @@ def hold_lock(shared: bool):
     try:
         fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except BlockingIOError:
-        raise SystemExit("grid: error: a grid is running in turn in this repository's workspace: wait for it to end"
-                         if shared else "grid: error: another grid is running in this repository: wait for it to "
-                         "end, or use --jobs N, whose runs work in their own clones") from None
+        raise SystemExit(
+            "grid: error: a grid is running in turn in this repository's workspace: wait for it to end"
+            if shared
+            else "grid: error: another grid is running in this repository: wait for it to "
+            "end, or use --jobs N, whose runs work in their own clones"
+        ) from None
     return handle
 
 
@@ -132,17 +143,41 @@ def git(*args: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-S", "--set-param", dest="overrides", action="append", required=True, metavar="KEY=V1,V2",
-                        help="a params.yaml key and the values to try; repeat for a grid")
-    parser.add_argument("--jobs", type=int, default=1, metavar="N",
-                        help="runs at once, as Ray tasks in their own clones (default 1: in turn, in the workspace)")
-    parser.add_argument("--address", default=os.environ.get("RAY_ADDRESS"), metavar="HOST:PORT",
-                        help="a running Ray cluster (`ray start --head` prints it; default $RAY_ADDRESS); "
-                             "outputs then travel through --git-remote and the default DVC remote")
-    parser.add_argument("--git-remote", default="origin", metavar="NAME",
-                        help="with --address: the git remote every node clones from and pushes to (default origin)")
-    parser.add_argument("--target", metavar="STAGE", help="run only up to this stage, e.g. evaluate: the single "
-                        "model without the replicates (`dvc exp run STAGE`; default: the whole pipeline)")
+    parser.add_argument(
+        "-S",
+        "--set-param",
+        dest="overrides",
+        action="append",
+        required=True,
+        metavar="KEY=V1,V2",
+        help="a params.yaml key and the values to try; repeat for a grid",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="runs at once, as Ray tasks in their own clones (default 1: in turn, in the workspace)",
+    )
+    parser.add_argument(
+        "--address",
+        default=os.environ.get("RAY_ADDRESS"),
+        metavar="HOST:PORT",
+        help="a running Ray cluster (`ray start --head` prints it; default $RAY_ADDRESS); "
+        "outputs then travel through --git-remote and the default DVC remote",
+    )
+    parser.add_argument(
+        "--git-remote",
+        default="origin",
+        metavar="NAME",
+        help="with --address: the git remote every node clones from and pushes to (default origin)",
+    )
+    parser.add_argument(
+        "--target",
+        metavar="STAGE",
+        help="run only up to this stage, e.g. evaluate: the single "
+        "model without the replicates (`dvc exp run STAGE`; default: the whole pipeline)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the dvc commands, run nothing")
     args = parser.parse_args()
     if args.jobs < 1:
@@ -158,14 +193,19 @@ def main() -> None:
     checked = check_values(runs)
     if args.target:
         from ruamel.yaml import YAML
+
         stages = list((YAML(typ="safe").load(open("dvc.yaml")) or {}).get("stages", {}))
         if args.target not in stages:
-            raise SystemExit(f"grid: error: --target {args.target}: dvc.yaml has no such stage; its stages: {', '.join(stages)}")
+            raise SystemExit(
+                f"grid: error: --target {args.target}: dvc.yaml has no such stage; its stages: {', '.join(stages)}"
+            )
     if args.jobs == 1 and not args.address:
         changed = dirty(RESTORED)
         if changed:
-            raise SystemExit(f"grid: error: uncommitted changes in {', '.join(changed)}; the grid resets them to "
-                             "HEAD when it ends: commit or stash them first")
+            raise SystemExit(
+                f"grid: error: uncommitted changes in {', '.join(changed)}; the grid resets them to "
+                "HEAD when it ends: commit or stash them first"
+            )
         lock = hold_lock(shared=False)
         try:
             in_turn(runs, commands)
@@ -174,8 +214,10 @@ def main() -> None:
     else:
         changed = dirty(["."])
         if changed:
-            raise SystemExit(f"grid: error: uncommitted changes in {', '.join(changed)}; each run clones the "
-                             "last commit and would not see them: commit or stash them first")
+            raise SystemExit(
+                f"grid: error: uncommitted changes in {', '.join(changed)}; each run clones the "
+                "last commit and would not see them: commit or stash them first"
+            )
         lock = hold_lock(shared=True)
         try:
             on_ray(runs, checked, args, targets)
@@ -217,32 +259,44 @@ def on_ray(runs: list[list[str]], checked: list, args, targets: list[str]) -> No
     from commands import ray_grid
 
     head = git("rev-parse", "HEAD")
-    author = tuple(subprocess.run(["git", "config", key], capture_output=True, text=True).stdout.strip() or default
-                   for key, default in (("user.name", "mnistbench grid"), ("user.email", "grid@localhost")))
+    author = tuple(
+        subprocess.run(["git", "config", key], capture_output=True, text=True).stdout.strip() or default
+        for key, default in (("user.name", "mnistbench grid"), ("user.email", "grid@localhost"))
+    )
     env = {k: mirrors.absolute(v) for k, v in os.environ.items() if k == "DATA_MIRROR"}  # the clones are elsewhere
     if args.address:
         ray_grid.check_address(args.address)
         url = subprocess.run(["git", "remote", "get-url", args.git_remote], capture_output=True, text=True)
         if url.returncode != 0:
-            raise SystemExit(f"grid: error: no git remote {args.git_remote!r}: the cluster's nodes clone from one "
-                             "every node reaches: `git remote add origin URL` and `git push`, or name it with --git-remote")
+            raise SystemExit(
+                f"grid: error: no git remote {args.git_remote!r}: the cluster's nodes clone from one "
+                "every node reaches: `git remote add origin URL` and `git push`, or name it with --git-remote"
+            )
         url = url.stdout.strip()
         try:
-            reached = subprocess.run(["git", "ls-remote", "--exit-code", url, "HEAD"], capture_output=True,
-                                     timeout=60).returncode in (0, 2)
+            reached = subprocess.run(
+                ["git", "ls-remote", "--exit-code", url, "HEAD"], capture_output=True, timeout=60
+            ).returncode in (0, 2)
         except subprocess.TimeoutExpired:
             reached = False
         if not reached:
-            raise SystemExit(f"grid: error: cannot reach the git remote {args.git_remote} ({url}): fix the URL or the access")
-        if subprocess.run(["git", "fetch", "--quiet", args.git_remote], capture_output=True).returncode != 0 or \
-                not git("branch", "-r", "--contains", head, "--list", f"{args.git_remote}/*"):
-            raise SystemExit(f"grid: error: commit {head[:7]} is not on the git remote {args.git_remote}: "
-                             "`git push` it first, the nodes clone it from there")
+            raise SystemExit(
+                f"grid: error: cannot reach the git remote {args.git_remote} ({url}): fix the URL or the access"
+            )
+        if subprocess.run(["git", "fetch", "--quiet", args.git_remote], capture_output=True).returncode != 0 or not git(
+            "branch", "-r", "--contains", head, "--list", f"{args.git_remote}/*"
+        ):
+            raise SystemExit(
+                f"grid: error: commit {head[:7]} is not on the git remote {args.git_remote}: "
+                "`git push` it first, the nodes clone it from there"
+            )
         status = subprocess.run(["dvc", "status", "--cloud", "--quiet"], capture_output=True, text=True)
         if status.returncode != 0:
             detail = (status.stderr.strip().splitlines() or ["HEAD's outputs are not all on it"])[-1]
-            raise SystemExit(f"grid: error: the default DVC remote: {detail.removeprefix('ERROR: ')}; "
-                             "the nodes pull HEAD's outputs from it: `dvc remote add -d ...` and `dvc push` first")
+            raise SystemExit(
+                f"grid: error: the default DVC remote: {detail.removeprefix('ERROR: ')}; "
+                "the nodes pull HEAD's outputs from it: `dvc remote add -d ...` and `dvc push` first"
+            )
         target = ray_grid.Target(url, head, None, author, env)
     else:
         cache = subprocess.run(["dvc", "cache", "dir"], capture_output=True, text=True, check=True).stdout.strip()
@@ -250,17 +304,27 @@ def on_ray(runs: list[list[str]], checked: list, args, targets: list[str]) -> No
     extras = [[] if any(o.startswith("replicates.jobs=") for o in run) else ["replicates.jobs=1"] for run in runs]
     threads = [params.train.threads for params in checked]
     try:
-        outcomes, interrupted = ray_grid.run_grid(runs, extras, target, args.jobs, args.address or None, threads, targets,
-                                                  lambda line: print(line, flush=True))
+        outcomes, interrupted = ray_grid.run_grid(
+            runs,
+            extras,
+            target,
+            args.jobs,
+            args.address or None,
+            threads,
+            targets,
+            lambda line: print(line, flush=True),
+        )
     except ray_grid.RemoteError as e:
         raise SystemExit(f"grid: error: {e}") from None
     names = [o["name"] for o in outcomes if o and o["ok"]]
     if args.address and names:  # bring the finished runs' refs and outputs into this repository
         pulled = subprocess.run(["dvc", "exp", "pull", args.git_remote, *names], capture_output=True, text=True)
         if pulled.returncode != 0:
-            raise SystemExit(f"grid: error: `dvc exp pull {args.git_remote} ...` failed: "
-                             f"{(pulled.stderr.strip().splitlines() or ['?'])[-1]}; the runs are on the remotes: "
-                             f"pull them with `dvc exp pull {args.git_remote} {' '.join(names)}`")
+            raise SystemExit(
+                f"grid: error: `dvc exp pull {args.git_remote} ...` failed: "
+                f"{(pulled.stderr.strip().splitlines() or ['?'])[-1]}; the runs are on the remotes: "
+                f"pull them with `dvc exp pull {args.git_remote} {' '.join(names)}`"
+            )
     results = [(run, o["name"] if o["ok"] else "FAILED: " + o["detail"]) for run, o in zip(runs, outcomes) if o]
     report(runs, results, interrupted, "each finished run is an experiment of this repository (dvc exp show)")
 

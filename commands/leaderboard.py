@@ -19,8 +19,16 @@ import sys
 from mnistbench.entry import run_command
 from mnistbench.files import write_text
 
-COLUMNS = ["experiment", "dataset", "model", "training", "test accuracy, mean ± sd (n seeds)",
-           "single model", "macro-F1 (single)", "parameters"]
+COLUMNS = [
+    "experiment",
+    "dataset",
+    "model",
+    "training",
+    "test accuracy, mean ± sd (n seeds)",
+    "single model",
+    "macro-F1 (single)",
+    "parameters",
+]
 
 
 def runs(exp_show: list) -> list[dict]:
@@ -34,7 +42,9 @@ def runs(exp_show: list) -> list[dict]:
         params = ((data.get("params") or {}).get("params.yaml") or {}).get("data")
         metrics = {path: (entry or {}).get("data") or {} for path, entry in (data.get("metrics") or {}).items()}
         if rev != "workspace" and params and metrics:
-            found.append({"name": node.get("name") or name or rev[:7], "rev": rev, "params": params, "metrics": metrics})
+            found.append(
+                {"name": node.get("name") or name or rev[:7], "rev": rev, "params": params, "metrics": metrics}
+            )
         for exp in node.get("experiments") or []:
             for child in exp.get("revs") or []:
                 visit(child, exp.get("name"))
@@ -55,12 +65,19 @@ def describe_model(model: dict) -> str:
         value = model.get(key)
         if key == "dropout" and not value:
             continue
-        shown.append("-".join(map(str, value)) if isinstance(value, list) else f"{key} {value}" if key == "dropout" else str(value))
+        shown.append(
+            "-".join(map(str, value))
+            if isinstance(value, list)
+            else f"{key} {value}"
+            if key == "dropout"
+            else str(value)
+        )
     return " ".join(shown)
 
 
 def describe_training(train: dict) -> str:
-    text = f"{train.get('epochs')} ep, batch {train.get('batch_size')}, {train.get('optimizer', 'adam')} lr {train.get('lr')}"
+    optimizer = train.get("optimizer", "adam")  # runs from before train.optimizer: Adam
+    text = f"{train.get('epochs')} ep, batch {train.get('batch_size')}, {optimizer} lr {train.get('lr')}"
     if train.get("weight_decay"):
         text += f" wd {train['weight_decay']:g}"
     if train.get("optimizer") == "sgd" and train.get("momentum"):
@@ -112,12 +129,15 @@ def main() -> None:
     command = ["dvc", "exp", "show", "--json", *(["--all-commits"] if args.all_commits else [])]
     shown = subprocess.run(command, capture_output=True, text=True)
     if shown.returncode != 0:
-        raise SystemExit(f"leaderboard: error: {' '.join(command)} exited {shown.returncode}: "
-                         f"{' '.join(shown.stderr.split())[:300]}")
+        raise SystemExit(
+            f"leaderboard: error: {' '.join(command)} exited {shown.returncode}: {' '.join(shown.stderr.split())[:300]}"
+        )
     found = runs(json.loads(shown.stdout))
     if not found:
-        raise SystemExit("leaderboard: error: no committed run or experiment with params and metrics; "
-                         "run `dvc repro` and commit, or `dvc exp run`")
+        raise SystemExit(
+            "leaderboard: error: no committed run or experiment with params and metrics; "
+            "run `dvc repro` and commit, or `dvc exp run`"
+        )
     table = markdown([row(r) for r in found])
     sys.stdout.write(table)
     if args.output:

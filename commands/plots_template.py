@@ -28,11 +28,21 @@ from mnistbench.files import write_bytes, write_text
 
 # name, version, npm's `dist.integrity` (SHA-512 of the .tgz): what dvc_render's VegaRenderer loads
 LIBRARIES = [
-    ("vega", "5.20.2", "sha512-qmH7aD9GGPpssVdxL1xgcdxTbQzyRUeRR16Os385ymvQhiwCYQNA6+eXUPAZDTVLfk0RXu6Jzj6kUE5jQ80EVw=="),
-    ("vega-lite", "5.2.0",
-     "sha512-Yxcg8MvYfxHcG6BbkaKT0oVCIMIcE19UvqIsEwBmyd/7h2nzW7oRnID81T8UrY7hpDrIr6wa2JADOT2dhGNErw=="),
-    ("vega-embed", "6.18.2",
-     "sha512-wcDyQPE4J5aiCDc3/suH5RQDvrKkjuLkhzUcbOLwEkNF8/+pp17tS0JghzEvAPNRg+5aG1/N2ydixq8Lk3dOlg=="),
+    (
+        "vega",
+        "5.20.2",
+        "sha512-qmH7aD9GGPpssVdxL1xgcdxTbQzyRUeRR16Os385ymvQhiwCYQNA6+eXUPAZDTVLfk0RXu6Jzj6kUE5jQ80EVw==",
+    ),
+    (
+        "vega-lite",
+        "5.2.0",
+        "sha512-Yxcg8MvYfxHcG6BbkaKT0oVCIMIcE19UvqIsEwBmyd/7h2nzW7oRnID81T8UrY7hpDrIr6wa2JADOT2dhGNErw==",
+    ),
+    (
+        "vega-embed",
+        "6.18.2",
+        "sha512-wcDyQPE4J5aiCDc3/suH5RQDvrKkjuLkhzUcbOLwEkNF8/+pp17tS0JghzEvAPNRg+5aG1/N2ydixq8Lk3dOlg==",
+    ),
 ]
 REGISTRY = os.environ.get("NPM_CONFIG_REGISTRY", "https://registry.npmjs.org").rstrip("/")
 CACHE = Path(".cache/npm")
@@ -78,7 +88,9 @@ def library(name: str, version: str, pinned: str, cache: Path = CACHE, registry:
             with urllib.request.urlopen(url, timeout=60) as response:
                 blob = response.read()
         except OSError as e:
-            raise PageError(f"cannot download {url} ({e}); set NPM_CONFIG_REGISTRY to a reachable npm registry") from None
+            raise PageError(
+                f"cannot download {url} ({e}); set NPM_CONFIG_REGISTRY to a reachable npm registry"
+            ) from None
         if integrity(blob) != pinned:
             raise PageError(f"{url}: integrity {integrity(blob)[:30]}..., expected {pinned[:30]}...; refusing it")
         write_bytes(tgz, blob)
@@ -89,8 +101,11 @@ def library(name: str, version: str, pinned: str, cache: Path = CACHE, registry:
 def template(cache: Path = CACHE, registry: str = REGISTRY, libraries: list = LIBRARIES) -> str:
     """The page, each library inlined after a marker naming it. DVC fills {plot_divs} and
     {refresh_tag}; it would fill {scripts} with its CDN tags, so the page has none."""
-    scripts = "\n    ".join(f'{MARK.format(name=n, version=v)}\n    <script type="text/javascript">\n'
-                           f'{library(n, v, i, cache, registry)}\n</script>' for n, v, i in libraries)
+    scripts = "\n    ".join(
+        f'{MARK.format(name=n, version=v)}\n    <script type="text/javascript">\n'
+        f"{library(n, v, i, cache, registry)}\n</script>"
+        for n, v, i in libraries
+    )
     for placeholder in ("{plot_divs}", "{scripts}", "{refresh_tag}"):  # DVC fills these wherever they are
         if placeholder in scripts:
             raise PageError(f"an inlined library contains DVC's placeholder {placeholder}")
@@ -108,8 +123,11 @@ def problems(page: str) -> list[str]:
     """What is wrong with a template for the installed DVC: a library it needs that the page does
     not inline at that version, or a CDN reference left."""
     found = re.findall(r"<!-- ([a-z-]+) ([\d.]+), inlined by", page)
-    said = [f"{n} {v} is not inlined (the page has {', '.join(' '.join(f) for f in found) or 'none'})"
-            for n, v in wanted() if (n, v) not in found]
+    said = [
+        f"{n} {v} is not inlined (the page has {', '.join(' '.join(f) for f in found) or 'none'})"
+        for n, v in wanted()
+        if (n, v) not in found
+    ]
     if "{plot_divs}" not in page:
         said.append("no {plot_divs} placeholder")
     if "cdn.jsdelivr" in page or "{scripts}" in page:

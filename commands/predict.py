@@ -49,8 +49,10 @@ def open_image(path: Path) -> Image.Image:
                 raise ImageError(f"{path}: a {image.format} image; give PNG or JPEG")
             width, height = image.size
             if width * height > MAX_PIXELS:
-                raise ImageError(f"{path}: {width}x{height} pixels is over the limit of {MAX_PIXELS:,} "
-                                 f"(a decompression bomb?); scale it down first")
+                raise ImageError(
+                    f"{path}: {width}x{height} pixels is over the limit of {MAX_PIXELS:,} "
+                    f"(a decompression bomb?); scale it down first"
+                )
             image.load()
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageError(f"{path}: not a readable PNG or JPEG image ({e})") from None
@@ -61,6 +63,7 @@ def open_image(path: Path) -> Image.Image:
 
 def to_mnist(image: Image.Image) -> torch.Tensor:
     """Any image -> (28, 28) uint8, a light digit on black, MNIST-style."""
+
     def border(a: np.ndarray) -> np.ndarray:
         return np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
 
@@ -84,7 +87,7 @@ def to_mnist(image: Image.Image) -> torch.Tensor:
     left = int(round(IMAGE_SIZE / 2 - centre_col))
     top = min(max(top, 0), IMAGE_SIZE - box.shape[0])  # keep the whole digit on the canvas
     left = min(max(left, 0), IMAGE_SIZE - box.shape[1])
-    canvas[top:top + box.shape[0], left:left + box.shape[1]] = box
+    canvas[top : top + box.shape[0], left : left + box.shape[1]] = box
     return torch.from_numpy(np.clip(canvas, 0, 255).round().astype(np.uint8))
 
 

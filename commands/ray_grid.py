@@ -37,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Callable
+from collections.abc import Callable
 
 RAN = re.compile(r"Ran experiment\(s\): (\S+)")
 CLONES = "mnistbench-grid-"  # the prefix of each run's temp folder
@@ -50,16 +50,17 @@ class RemoteError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class Target:
-    git_url: str                  # clone from here, push experiments here
-    commit: str                   # the commit under test
-    cache_dir: str | None         # this machine: the user's DVC cache; a cluster: None (the DVC remote)
-    author: tuple[str, str]       # git user.name, user.email for the experiments' commits
-    env: dict[str, str]           # passed to dvc: DATA_MIRROR and the like
+    git_url: str  # clone from here, push experiments here
+    commit: str  # the commit under test
+    cache_dir: str | None  # this machine: the user's DVC cache; a cluster: None (the DVC remote)
+    author: tuple[str, str]  # git user.name, user.email for the experiments' commits
+    env: dict[str, str]  # passed to dvc: DATA_MIRROR and the like
 
 
 def _die_with_parent() -> None:  # a dvc whose Ray worker was killed stops too, instead of pushing a stray run
     try:
         import ctypes
+
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:
         pass
@@ -72,9 +73,16 @@ def _run_dvc(command: list[str], cwd: str, env: dict) -> subprocess.CompletedPro
     the same for every stage): no orphan trains on, or pushes a stray experiment."""
     # bash -c execs a single command, so a stage's parent is dvc itself (dash forks and waits)
     env = {**env, "SHELL": shutil.which("bash") or env.get("SHELL", "/bin/sh")}
-    process = subprocess.Popen(command, cwd=cwd, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True, preexec_fn=_die_with_parent)
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=_die_with_parent,
+    )
     try:
         stdout, stderr = process.communicate()
     except BaseException:
@@ -119,10 +127,24 @@ def run_in_clone(target: Target, overrides: list[str], extra: list[str], dvc_arg
 
     started = time.monotonic()
     try:
-        sh("git", "clone", "--quiet", "--no-checkout", target.git_url, clone, cwd=workdir,
-           remote=f"cannot clone the git remote {target.git_url}")
-        sh("git", "checkout", "--quiet", "--detach", target.commit,
-           remote=f"commit {target.commit[:7]} is not on the git remote {target.git_url}")
+        sh(
+            "git",
+            "clone",
+            "--quiet",
+            "--no-checkout",
+            target.git_url,
+            clone,
+            cwd=workdir,
+            remote=f"cannot clone the git remote {target.git_url}",
+        )
+        sh(
+            "git",
+            "checkout",
+            "--quiet",
+            "--detach",
+            target.commit,
+            remote=f"commit {target.commit[:7]} is not on the git remote {target.git_url}",
+        )
         sh("git", "config", "user.name", target.author[0])
         sh("git", "config", "user.email", target.author[1])
         if target.cache_dir:
@@ -130,7 +152,7 @@ def run_in_clone(target: Target, overrides: list[str], extra: list[str], dvc_arg
         else:
             sh(dvc, "pull", "--quiet", "--run-cache", remote="cannot pull the baseline's outputs from the DVC remote")
         command = [dvc, "exp", "run", *[a for o in overrides + extra for a in ("-S", o)], *dvc_args]
-        for attempt in (1, 2):
+        for attempt in (1, 2):  # noqa: B007 (the outcome reports how many it took)
             ran = _run_dvc(command, clone, env)
             if ran.returncode >= 0:  # < 0: killed by a signal; once more, from the same clone
                 break
@@ -138,11 +160,23 @@ def run_in_clone(target: Target, overrides: list[str], extra: list[str], dvc_arg
         name = RAN.search(output)
         if ran.returncode != 0 or not name:
             return {"ok": False, "detail": f"exit {ran.returncode}: {_error_line(output)}", "attempts": attempt}
-        push = [dvc, "exp", "push", *(["--no-cache"] if target.cache_dir else ["--run-cache"]),
-                target.git_url, name.group(1)]
+        push = [
+            dvc,
+            "exp",
+            "push",
+            *(["--no-cache"] if target.cache_dir else ["--run-cache"]),
+            target.git_url,
+            name.group(1),
+        ]
         sh(*push, remote="cannot push the experiment to the git or DVC remote")
-        return {"ok": True, "name": name.group(1), "restored": output.count(CACHED), "attempts": attempt,
-                "seconds": round(time.monotonic() - started, 1), "node": socket.gethostname()}
+        return {
+            "ok": True,
+            "name": name.group(1),
+            "restored": output.count(CACHED),
+            "attempts": attempt,
+            "seconds": round(time.monotonic() - started, 1),
+            "node": socket.gethostname(),
+        }
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -176,25 +210,42 @@ def check_address(address: str) -> None:
     try:
         socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
     except (OSError, ValueError):
-        raise SystemExit(f"grid: error: no Ray cluster answers at {address}: start one with `ray start --head` "
-                         "(it prints the address), or leave out --address to run on this machine") from None
+        raise SystemExit(
+            f"grid: error: no Ray cluster answers at {address}: start one with `ray start --head` "
+            "(it prints the address), or leave out --address to run on this machine"
+        ) from None
 
 
-def run_grid(runs: list[list[str]], extras: list[list[str]], target: Target, jobs: int, address: str | None,
-             threads: list[int], dvc_args: list[str], log: Callable[[str], None]) -> tuple[list[dict | None], bool]:
+def run_grid(
+    runs: list[list[str]],
+    extras: list[list[str]],
+    target: Target,
+    jobs: int,
+    address: str | None,
+    threads: list[int],
+    dvc_args: list[str],
+    log: Callable[[str], None],
+) -> tuple[list[dict | None], bool]:
     """Every run as a Ray task, at most `jobs` at once, each reserving its train.threads CPUs (so
     jobs x threads never exceeds the CPUs Ray offers). Returns the outcomes in run order (None: not
     finished) and whether Ctrl-C cut the grid short; then the runs still going are cancelled."""
     import ray
 
     started = time.monotonic()
-    ray.init(address=address, num_cpus=None if address else os.cpu_count(), include_dashboard=False,
-             log_to_driver=False, logging_level="ERROR")
+    ray.init(
+        address=address,
+        num_cpus=None if address else os.cpu_count(),
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level="ERROR",
+    )
     try:
         ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers need not have mnistbench
         cpus = int(ray.cluster_resources().get("CPU", 0))
-        log(f"grid: Ray {'at ' + address if address else 'on this machine'}: {cpus} CPUs on "
-            f"{len(ray.nodes())} node(s), ready in {time.monotonic() - started:.1f} s; up to {jobs} run(s) at once")
+        log(
+            f"grid: Ray {'at ' + address if address else 'on this machine'}: {cpus} CPUs on "
+            f"{len(ray.nodes())} node(s), ready in {time.monotonic() - started:.1f} s; up to {jobs} run(s) at once"
+        )
         task = ray.remote(max_retries=1)(run_in_clone)
         outcomes: list[dict | None] = [None] * len(runs)
         waiting, running = list(range(len(runs))), {}
@@ -208,11 +259,16 @@ def run_grid(runs: list[list[str]], extras: list[list[str]], target: Target, job
                 done, _ = ray.wait(list(running), num_returns=1)
                 i = running.pop(done[0])
                 outcomes[i] = o = _outcome(ray, done[0])
-                log(f"grid: [{i + 1}/{len(runs)}] " + (
-                    f"{o['name']} in {o['seconds']} s on {o['node']}"
-                    + (f", {o['restored']} stage(s) restored from the run cache" if o["restored"] else "")
-                    + (" (its dvc exp run was killed: ran it again)" if o["attempts"] > 1 else "")
-                    if o["ok"] else f"FAILED ({' '.join(runs[i])}): {o['detail']}"))
+                log(
+                    f"grid: [{i + 1}/{len(runs)}] "
+                    + (
+                        f"{o['name']} in {o['seconds']} s on {o['node']}"
+                        + (f", {o['restored']} stage(s) restored from the run cache" if o["restored"] else "")
+                        + (" (its dvc exp run was killed: ran it again)" if o["attempts"] > 1 else "")
+                        if o["ok"]
+                        else f"FAILED ({' '.join(runs[i])}): {o['detail']}"
+                    )
+                )
         except KeyboardInterrupt:
             log("grid: interrupted: stopping the runs still going (their dvc and stages) ...")
             for ref in running:
@@ -235,4 +291,7 @@ def _outcome(ray, ref) -> dict:
             raise e.cause from None
         return {"ok": False, "detail": str(e.cause or e).strip().splitlines()[-1]}
     except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError) as e:
-        return {"ok": False, "detail": f"its worker process died, twice ({type(e).__name__}): reported, not retried again"}
+        return {
+            "ok": False,
+            "detail": f"its worker process died, twice ({type(e).__name__}): reported, not retried again",
+        }

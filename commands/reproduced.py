@@ -34,10 +34,15 @@ def results() -> list[str]:
 def differences(rev: str = "HEAD") -> list[str]:
     """What differs between `rev` and the workspace, as lines for a person; empty when reproduced."""
     paths = results()
-    changed = [f"{line[3:]} ({'new' if line.startswith('??') else 'changed'})"
-               for line in _git("status", "--porcelain", "--untracked-files=all", "--", *paths).splitlines()]
-    changed += [f"{path} (changed)" for path in _git("diff", "--name-only", rev, "--", *paths).splitlines()
-                if f"{path} (changed)" not in changed]
+    changed = [
+        f"{line[3:]} ({'new' if line.startswith('??') else 'changed'})"
+        for line in _git("status", "--porcelain", "--untracked-files=all", "--", *paths).splitlines()
+    ]
+    changed += [
+        f"{path} (changed)"
+        for path in _git("diff", "--name-only", rev, "--", *paths).splitlines()
+        if f"{path} (changed)" not in changed
+    ]
     return changed
 
 

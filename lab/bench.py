@@ -46,8 +46,7 @@ from mnistbench.mirrors import parse_mirrors
 from mnistbench.models import build_model
 from mnistbench.params import load_params
 from mnistbench.runtime import configure_torch
-from mnistbench.train import (EVAL_BATCH_SIZE, loss_and_accuracy, setup,
-                              train_epoch)
+from mnistbench.train import EVAL_BATCH_SIZE, loss_and_accuracy, setup, train_epoch
 
 SEED_EPOCHS = 3  # the seed's loop takes seconds per epoch: 1 warm-up + 2 timed
 
@@ -71,8 +70,9 @@ def worker_seed(workdir: str, epochs: int, threads: int) -> dict:
     params = load_params()
     configure_torch(threads, "cpu")
     imported = _peak_rss_mib()
-    transform = transforms.Compose([transforms.ToTensor(),
-                                    transforms.Normalize((params.train.normalize_mean,), (params.train.normalize_std,))])
+    transform = transforms.Compose(
+        [transforms.ToTensor(), transforms.Normalize((params.train.normalize_mean,), (params.train.normalize_std,))]
+    )
     train_set = datasets.MNIST(workdir, train=True, transform=transform)  # verified raw files in workdir
     test_set = datasets.MNIST(workdir, train=False, transform=transform)
     train_loader = DataLoader(train_set, batch_size=params.train.batch_size, shuffle=True)
@@ -97,8 +97,14 @@ def worker_seed(workdir: str, epochs: int, threads: int) -> dict:
             predicted.append(torch.max(model(images.view(len(images), -1)), 1)[1])
             actual.append(labels)
     accuracy = accuracy_score(torch.cat(actual).numpy(), torch.cat(predicted).numpy())
-    return {"seconds": seconds, "samples": len(train_set), "accuracy": float(accuracy), "threads": threads,
-            "peak_rss_mib": _peak_rss_mib(), "imported_rss_mib": imported}
+    return {
+        "seconds": seconds,
+        "samples": len(train_set),
+        "accuracy": float(accuracy),
+        "threads": threads,
+        "peak_rss_mib": _peak_rss_mib(),
+        "imported_rss_mib": imported,
+    }
 
 
 def worker_project(workdir: str, epochs: int, batch_size: int, threads: int) -> dict:
@@ -119,8 +125,15 @@ def worker_project(workdir: str, epochs: int, batch_size: int, threads: int) -> 
         train_epoch(model, state.optimizer, x, y, run.batch_size, state.generator, state.scheduler, state.augment)
         seconds.append(time.perf_counter() - started)
     _, accuracy = loss_and_accuracy(model, x_test, y_test, EVAL_BATCH_SIZE)
-    return {"seconds": seconds, "samples": len(y), "accuracy": accuracy, "threads": run.threads,
-            "peak_rss_mib": _peak_rss_mib(), "imported_rss_mib": imported, "device": device.type}
+    return {
+        "seconds": seconds,
+        "samples": len(y),
+        "accuracy": accuracy,
+        "threads": run.threads,
+        "peak_rss_mib": _peak_rss_mib(),
+        "imported_rss_mib": imported,
+        "device": device.type,
+    }
 
 
 def worker_vendor(workdir: str, epochs: int, batch_size: int, threads: int) -> dict:
@@ -133,8 +146,12 @@ VENDOR_ENV = {"MKL_CBWR": "AVX2"}  # (b')'s MKL branch: read when torch loads, s
 
 
 def _run(*args: str, env: dict | None = None) -> dict:
-    result = subprocess.run([sys.executable, "-m", "lab.bench", *args], capture_output=True, text=True,
-                            env={**os.environ, **env} if env else None)
+    result = subprocess.run(
+        [sys.executable, "-m", "lab.bench", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env} if env else None,
+    )
     if result.returncode != 0:
         raise SystemExit(f"bench: worker {' '.join(args)} failed:\n{result.stderr[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -161,10 +178,12 @@ def cpu_name() -> str:
 
 def machine(threads: int) -> str:
     params = load_params()
-    return (f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__} "
-            f"(CPU capability {torch.backends.cpu.get_cpu_capability()}), {threads} torch "
-            f"thread{'s' if threads > 1 else ''}, "
-            f"train.device={params.train.device}, Python {platform.python_version()}")
+    return (
+        f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__} "
+        f"(CPU capability {torch.backends.cpu.get_cpu_capability()}), {threads} torch "
+        f"thread{'s' if threads > 1 else ''}, "
+        f"train.device={params.train.device}, Python {platform.python_version()}"
+    )
 
 
 def main() -> None:
@@ -187,7 +206,8 @@ def main() -> None:
         # Fetched and verified once, as prepare does; (a) reads the raw files through torchvision,
         # (b) the same 60,000 + 10,000 images as tensors, as the train stage reads its data.
         train_images, train_labels, test_images, test_labels = data.fetch(
-            Path(workdir), parse_mirrors(os.environ.get("DATA_MIRROR")), data.pinned("mnist").files)
+            Path(workdir), parse_mirrors(os.environ.get("DATA_MIRROR")), data.pinned("mnist").files
+        )
         data.save_split(Path(workdir) / "train.pt", train_images, train_labels)
         data.save_split(Path(workdir) / "test.pt", test_images, test_labels)
         print("bench: (a) seed loop ...", file=sys.stderr, flush=True)
@@ -205,9 +225,12 @@ def main() -> None:
                 print(f"bench: batch {size} ...", file=sys.stderr, flush=True)
             sizes[size] = ours if size == batch else _run("--worker", f"project,{workdir},4,{size},{threads}")
     # imports, then the exit a stage makes (cli.run_stage: os._exit, no interpreter teardown)
-    startup = {stage: statistics.median(_wall([sys.executable, "-c", f"import os, stages.{stage}; os._exit(0)"])
-                                        for _ in range(3))
-               for stage in ("prepare", "train", "evaluate")}
+    startup = {
+        stage: statistics.median(
+            _wall([sys.executable, "-c", f"import os, stages.{stage}; os._exit(0)"]) for _ in range(3)
+        )
+        for stage in ("prepare", "train", "evaluate")
+    }
     dvc_check = statistics.median(_wall([sys.executable, "-m", "dvc", "status", "-q"]) for _ in range(3))
 
     a, b, b_other = _per_epoch(seed), _per_epoch(ours), _per_epoch(ours_other)
@@ -219,7 +242,8 @@ def main() -> None:
     lines = [
         f"Machine: {machine(threads)}.",
         "",
-        f"| loop (batch {batch}, {seed['samples']:,} images, fp32) | threads | s/epoch | images/s | peak RSS | test accuracy |",
+        f"| loop (batch {batch}, {seed['samples']:,} images, fp32) | threads | s/epoch | images/s | peak RSS "
+        "| test accuracy |",
         "|---|---|---|---|---|---|",
         f"| (a) seed: DataLoader + ToTensor + Normalize per sample | {seed['threads']} | {a:.3f} | {rate_a:,.0f} | "
         f"{rss(seed)} | {seed['accuracy']:.4f} after {SEED_EPOCHS} epochs |",
@@ -227,9 +251,11 @@ def main() -> None:
         f"{rss(ours)} | {ours['accuracy']:.4f} after 10 epochs ({ours['device']}) |",
         f"| **(b) / (a)** | | | **{rate_b / rate_a:.1f}×** | | |",
         f"| (b') (b) on vendor-specific kernels (MKL_CBWR={vendor['mkl_cbwr']}, no oneDNN linear): "
-        f"not portable | {vendor['threads']} | {_per_epoch(vendor):.3f} | {vendor['samples'] / _per_epoch(vendor):,.0f} | "
+        f"not portable | {vendor['threads']} | {_per_epoch(vendor):.3f} | "
+        f"{vendor['samples'] / _per_epoch(vendor):,.0f} | "
         f"{rss(vendor)} | {vendor['accuracy']:.4f} after 10 epochs |",
-        f"| (b) at {other_threads} thread{'s' if other_threads > 1 else ''} (against (a) at {threads}) | {other_threads} | {b_other:.3f} | {ours_other['samples'] / b_other:,.0f} | "
+        f"| (b) at {other_threads} thread{'s' if other_threads > 1 else ''} (against (a) at {threads}) | "
+        f"{other_threads} | {b_other:.3f} | {ours_other['samples'] / b_other:,.0f} | "
         f"{rss(ours_other)} | {ours_other['accuracy']:.4f} after 4 epochs |",
         "",
         "| this project, batch size | s/epoch | images/s |",

@@ -64,23 +64,35 @@ class MemorySampler(threading.Thread):
             for pid, (parent, _, _) in procs.items():
                 children.setdefault(parent, []).append(pid)
 
-            def tree(pid: int) -> int:
+            def tree(pid: int, procs=procs, children=children) -> int:
                 return procs[pid][1] + sum(tree(c) for c in children.get(pid, []))
 
             tasks = [tree(pid) for pid, (_, _, cmd) in procs.items() if cmd.startswith("ray::run_in_clone")]
             self.task_max = max([self.task_max, *tasks])
-            self.ray_max = max(self.ray_max, sum(rss for _, rss, cmd in procs.values() if any(d in cmd for d in RAY_DAEMONS)))
+            self.ray_max = max(
+                self.ray_max, sum(rss for _, rss, cmd in procs.values() if any(d in cmd for d in RAY_DAEMONS))
+            )
 
 
 def side(clone: Path, jobs: int, seeds: list[int], target: str | None, env: dict) -> tuple[float, str]:
-    command = [sys.executable, "-m", "commands.grid", "--jobs", str(jobs), "-S", "train.seed=" + ",".join(map(str, seeds))]
+    command = [
+        sys.executable,
+        "-m",
+        "commands.grid",
+        "--jobs",
+        str(jobs),
+        "-S",
+        "train.seed=" + ",".join(map(str, seeds)),
+    ]
     command += ["--target", target] if target else []
     print("bench_grid: " + " ".join(command[1:]), flush=True)
     started = time.monotonic()
     done = subprocess.run(command, cwd=clone, env=env, capture_output=True, text=True)
     seconds = time.monotonic() - started
     if done.returncode != 0:
-        raise SystemExit(f"bench_grid: error: the grid failed (exit {done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+        raise SystemExit(
+            f"bench_grid: error: the grid failed (exit {done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
+        )
     return seconds, done.stdout
 
 
@@ -88,8 +100,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=4, help="runs per side (default 4)")
     parser.add_argument("--jobs", type=int, default=2, help="the Ray side's --jobs (default 2: this machine's cores)")
-    parser.add_argument("--target", default="evaluate",
-                        help="stage each run goes up to (default evaluate: the single model; all: the whole pipeline)")
+    parser.add_argument(
+        "--target",
+        default="evaluate",
+        help="stage each run goes up to (default evaluate: the single model; all: the whole pipeline)",
+    )
     parser.add_argument("--output", type=Path, help="also write the Markdown table here")
     args = parser.parse_args()
     if args.runs < 1 or args.jobs < 2:
@@ -103,8 +118,11 @@ def main() -> None:
     try:
         clone = scratch / "repo"
         subprocess.run(["git", "clone", "-q", ".", str(clone)], check=True)
-        for command in (["git", "checkout", "-q", head], ["dvc", "cache", "dir", "--local", os.path.abspath(cache)],
-                        ["dvc", "checkout", "-q"]):
+        for command in (
+            ["git", "checkout", "-q", head],
+            ["dvc", "cache", "dir", "--local", os.path.abspath(cache)],
+            ["dvc", "checkout", "-q"],
+        ):
             subprocess.run(command, cwd=clone, env=env, check=True, capture_output=True)
         base = int(time.time()) * 10_000
         in_turn, _ = side(clone, 1, [base + 1 + i for i in range(args.runs)], args.target, env)
@@ -117,19 +135,21 @@ def main() -> None:
         shutil.rmtree(scratch, ignore_errors=True)
     ready = re.search(r"ready in ([\d.]+) s", out)
     what = f"`dvc exp run {args.target}`" if args.target else "`dvc exp run`"
-    table = "\n".join([
-        f"Grid of {args.runs} runs of params.yaml's model, each {what} on its own seed, "
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}:",
-        "",
-        "| grid | wall time (s) | speed-up |",
-        "|---|---|---|",
-        f"| `--jobs 1` (in turn, in the workspace) | {in_turn:.1f} | 1.00× |",
-        f"| `--jobs {args.jobs}` (Ray, own clones) | {on_ray:.1f} | {in_turn / on_ray:.2f}× |",
-        "",
-        f"Ray's start-up (ray.init): {ready.group(1) if ready else '?'} s. Largest resident memory of one "
-        f"Ray task's process tree (Ray worker + dvc + stage): {sampler.task_max / 2**20:.0f} MiB; of Ray's own "
-        f"processes (raylet, GCS, ...): {sampler.ray_max / 2**20:.0f} MiB.",
-    ])
+    table = "\n".join(
+        [
+            f"Grid of {args.runs} runs of params.yaml's model, each {what} on its own seed, "
+            f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}:",
+            "",
+            "| grid | wall time (s) | speed-up |",
+            "|---|---|---|",
+            f"| `--jobs 1` (in turn, in the workspace) | {in_turn:.1f} | 1.00× |",
+            f"| `--jobs {args.jobs}` (Ray, own clones) | {on_ray:.1f} | {in_turn / on_ray:.2f}× |",
+            "",
+            f"Ray's start-up (ray.init): {ready.group(1) if ready else '?'} s. Largest resident memory of one "
+            f"Ray task's process tree (Ray worker + dvc + stage): {sampler.task_max / 2**20:.0f} MiB; of Ray's own "
+            f"processes (raylet, GCS, ...): {sampler.ray_max / 2**20:.0f} MiB.",
+        ]
+    )
     print(table)
     if args.output:
         write_text(args.output, table + "\n")

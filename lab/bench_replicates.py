@@ -29,11 +29,11 @@ import torch
 
 from lab.bench import cpu_name
 from mnistbench.batched import fit_batched, unstackable
+from mnistbench.data import load_normalized
 from mnistbench.entry import run_command
 from mnistbench.files import write_text
 from mnistbench.params import ParamsError, load_params
 from mnistbench.replicates import fit_replicates, quiet, seed_block, train_one
-from mnistbench.data import load_normalized
 from mnistbench.runtime import configure_torch
 
 
@@ -66,9 +66,13 @@ def main() -> None:
         runs[name] = (threads, lambda: train_one(params.model, train_params, seeds[0], data, device))
     many = f"{args.seeds} seeds, {jobs} process(es) at {train_params.threads} thread(s) each"
     if device.type == "cuda":
-        many = f"{args.seeds} seeds on {device.type}, " + ("one after another" if unstackable(params.model) else "batched")
-    runs[many] = (train_params.threads, lambda: fit_replicates(params.model, train_params, seeds, data, device,
-                                                                jobs=jobs, log=quiet))
+        many = f"{args.seeds} seeds on {device.type}, " + (
+            "one after another" if unstackable(params.model) else "batched"
+        )
+    runs[many] = (
+        train_params.threads,
+        lambda: fit_replicates(params.model, train_params, seeds, data, device, jobs=jobs, log=quiet),
+    )
     batched_run = f"{args.seeds} seeds batched in 1 process at 2 threads (mnistbench.batched; the stage's GPU design)"
     if device.type == "cpu" and unstackable(params.model) is None:
         runs[batched_run] = (2, lambda: fit_batched(params.model, train_params, seeds, data, device))
@@ -84,14 +88,21 @@ def main() -> None:
     medians = {name: statistics.median(values) for name, values in times.items()}
     one = min(v for name, v in medians.items() if name not in (many, batched_run))
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu_name()}, {os.cpu_count()} cores"
-    lines = [f"{where}, torch {torch.__version__}, {train_params.epochs} epochs "
-             f"of {params.model.arch}, batch {train_params.batch_size}, each run trained and scored; "
-             f"medians of {args.rounds} interleaved rounds", "",
-             "| training | wall time (s), median | all rounds (s) |", "|---|---|---|"]
+    lines = [
+        f"{where}, torch {torch.__version__}, {train_params.epochs} epochs "
+        f"of {params.model.arch}, batch {train_params.batch_size}, each run trained and scored; "
+        f"medians of {args.rounds} interleaved rounds",
+        "",
+        "| training | wall time (s), median | all rounds (s) |",
+        "|---|---|---|",
+    ]
     for name, values in times.items():
         lines.append(f"| {name} | {medians[name]:.2f} | " + ", ".join(f"{v:.2f}" for v in values) + " |")
-    lines += ["", f"{args.seeds} seeds cost **{medians[many] / one:.2f}x** one seed at its best thread count: "
-                  f"{medians[many] / args.seeds / one:.3g} of a single run per seed."]
+    lines += [
+        "",
+        f"{args.seeds} seeds cost **{medians[many] / one:.2f}x** one seed at its best thread count: "
+        f"{medians[many] / args.seeds / one:.3g} of a single run per seed.",
+    ]
     if batched_run in medians:
         lines.append(f"Batched in one process: **{medians[batched_run] / one:.2f}x**.")
     text = "\n".join(lines) + "\n"

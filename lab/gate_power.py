@@ -30,11 +30,12 @@ from pathlib import Path
 from scipy import stats
 
 from commands.gate import FAIL, Sample, decide
+from mnistbench.data import load_normalized
 from mnistbench.entry import run_command
 from mnistbench.files import FileFormatError, write_json, write_text
-from mnistbench.params import Params, ParamsError, from_dict, load_tree, override as params_override
+from mnistbench.params import Params, ParamsError, from_dict, load_tree
+from mnistbench.params import override as params_override
 from mnistbench.replicates import fit_replicates, quiet
-from mnistbench.data import load_normalized
 from mnistbench.runtime import configure_torch, run_info
 
 DEFAULT_REGRESSIONS = ("train.epochs=3", "train.epochs=5", "model.hidden=[64,32]", "model.hidden=[32,16]")
@@ -48,8 +49,9 @@ def override(tree: dict, assignment: str) -> Params:
     try:
         changed = params_override(tree, assignment)
     except KeyError:
-        raise ParamsError(f"--regression {assignment}: expected KEY=VALUE with a key of params.yaml, "
-                          "e.g. train.epochs=3") from None
+        raise ParamsError(
+            f"--regression {assignment}: expected KEY=VALUE with a key of params.yaml, e.g. train.epochs=3"
+        ) from None
     return from_dict(changed, path=f"--regression {assignment}")
 
 
@@ -62,18 +64,22 @@ def pool(params: Params, size: int, data: Path, cache: dict, key: str, label: st
         mean, std = params.train.normalize_mean, params.train.normalize_std
         splits = tuple(load_normalized(data / f"{split}.pt", mean, std, device) for split in ("train", "val", "test"))
         for i in range(0, len(missing), BLOCK):
-            seeds = missing[i:i + BLOCK]
+            seeds = missing[i : i + BLOCK]
             started = time.perf_counter()
             results = fit_replicates(params.model, params.train, seeds, splits, device, jobs=jobs, log=quiet)
             for seed, (scores, _) in zip(seeds, results):
                 done[str(seed)] = scores["accuracy"]
-            print(f"gate_power: {label}: seeds {seeds[0]}-{seeds[-1]} in {time.perf_counter() - started:.0f} s", flush=True)
+            print(
+                f"gate_power: {label}: seeds {seeds[0]}-{seeds[-1]} in {time.perf_counter() - started:.0f} s",
+                flush=True,
+            )
     return [done[str(s)] for s in range(POOL_FIRST_SEED, POOL_FIRST_SEED + size)]
 
 
 def fail_rate(base_pool: list[float], other: list[float] | None, n: int, draws: int, rules, rng: random.Random):
     """Share of `draws` gate decisions that fail: a block of n from base_pool against a block of n
     from `other` (None: a disjoint block of the same pool)."""
+
     def sample(values):
         return Sample(len(values), statistics.fmean(values), statistics.stdev(values))
 
@@ -99,7 +105,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pool", type=int, default=60, help="seeds of the default configuration (default 60)")
     parser.add_argument("--regression-pool", type=int, default=30, help="seeds of each regression (default 30)")
-    parser.add_argument("--regression", action="append", help=f"KEY=VALUE, repeatable (default: {', '.join(DEFAULT_REGRESSIONS)})")
+    parser.add_argument(
+        "--regression", action="append", help=f"KEY=VALUE, repeatable (default: {', '.join(DEFAULT_REGRESSIONS)})"
+    )
     parser.add_argument("--draws", type=int, default=200, help="gate decisions per row (default 200)")
     parser.add_argument("--data", type=Path, default=Path("data/prepared"))
     parser.add_argument("--cache", type=Path, default=Path(".cache/gate_power.json"))
@@ -124,34 +132,53 @@ def main() -> None:
     try:
         cache = json.loads(args.cache.read_text()) if args.cache.is_file() else {}
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise FileFormatError(f"{args.cache}: not the JSON this command writes ({e}); delete it "
-                              "(it only saves training: the seeds are trained again)") from None
+        raise FileFormatError(
+            f"{args.cache}: not the JSON this command writes ({e}); delete it "
+            "(it only saves training: the seeds are trained again)"
+        ) from None
 
     def key(p: Params) -> str:  # what decides a seed's result: the model and training sections, the dataset,
         # and what run_info records as deciding the bits (torch, kernels, threads)
-        return json.dumps({"model": dataclasses.asdict(p.model), "train": dataclasses.asdict(p.train) | {"seed": None},
-                           "dataset": p.prepare.dataset, "run_info": run_info(device)}, sort_keys=True)
+        return json.dumps(
+            {
+                "model": dataclasses.asdict(p.model),
+                "train": dataclasses.asdict(p.train) | {"seed": None},
+                "dataset": p.prepare.dataset,
+                "run_info": run_info(device),
+            },
+            sort_keys=True,
+        )
 
     base = pool(params, args.pool, args.data, cache, key(params), "params.yaml", device, jobs)
     write_json(args.cache, cache)
     rng = random.Random(0)
     rows = [("the same configuration, another seed block (neutral)", base, None)]
     for assignment, changed in regressions:
-        rows.append((f"`{assignment}`", pool(changed, args.regression_pool, args.data, cache, key(changed), assignment, device, jobs),
-                     True))
+        rows.append(
+            (
+                f"`{assignment}`",
+                pool(changed, args.regression_pool, args.data, cache, key(changed), assignment, device, jobs),
+                True,
+            )
+        )
         write_json(args.cache, cache)
 
-    lines = [f"Gate: one-sided Welch t-test at {rules.significance:g}, minimum drop {rules.min_drop:g}, floor "
-             f"{rules.min_accuracy:g}; blocks of replicates.n = {n} seeds; {args.draws} draws per row (seeded).", "",
-             "| change | its pool: test accuracy, mean ± sd (seeds) | true drop (pp) | gate fails | rate [95% CI] |",
-             "|---|---|---|---|---|"]
+    lines = [
+        f"Gate: one-sided Welch t-test at {rules.significance:g}, minimum drop {rules.min_drop:g}, floor "
+        f"{rules.min_accuracy:g}; blocks of replicates.n = {n} seeds; {args.draws} draws per row (seeded).",
+        "",
+        "| change | its pool: test accuracy, mean ± sd (seeds) | true drop (pp) | gate fails | rate [95% CI] |",
+        "|---|---|---|---|---|",
+    ]
     base_mean = statistics.fmean(base)
     for label, values, regression in rows:
         fails = fail_rate(base, values if regression else None, n, args.draws, rules, rng)
         low, high = clopper_pearson(fails, args.draws)
         drop = (base_mean - statistics.fmean(values)) * 100
-        lines.append(f"| {label} | {statistics.fmean(values):.4f} ± {statistics.stdev(values):.4f} ({len(values)}) | "
-                     f"{drop:.2f} | {fails}/{args.draws} | {fails / args.draws:.1%} [{low:.1%}, {high:.1%}] |")
+        lines.append(
+            f"| {label} | {statistics.fmean(values):.4f} ± {statistics.stdev(values):.4f} ({len(values)}) | "
+            f"{drop:.2f} | {fails}/{args.draws} | {fails / args.draws:.1%} [{low:.1%}, {high:.1%}] |"
+        )
     text = "\n".join(lines) + "\n"
     print(text)
     if args.output:

@@ -13,9 +13,9 @@ import dataclasses
 import statistics
 from pathlib import Path
 
+from mnistbench.data import load_normalized
 from mnistbench.entry import run_command
 from mnistbench.params import load_params
-from mnistbench.data import load_normalized
 from mnistbench.runtime import configure_torch
 from mnistbench.train import fit
 

@@ -69,6 +69,7 @@ def _ops(model: nn.Module) -> list[tuple[str, object]] | str:
 @dataclasses.dataclass
 class Stack:
     """S seeds' chain: each linear layer's weights (S, in, out) and biases (S, 1, out), leaves that train."""
+
     weights: list[torch.Tensor]
     biases: list[torch.Tensor]
     ops: list[tuple[str, object]]  # _ops of the single model
@@ -119,10 +120,11 @@ def unstackable(model_params: ModelParams) -> str | None:
 
 def _stack(state_dicts: list[dict[str, torch.Tensor]], ops, device: torch.device) -> Stack:
     keys = [arg for kind, arg in ops if kind == "linear"]
-    weights = [torch.stack([sd[w].t() for sd in state_dicts]).contiguous().to(device).requires_grad_()
-               for w, _ in keys]
-    biases = [torch.stack([sd[b] for sd in state_dicts]).unsqueeze(1).contiguous().to(device).requires_grad_()
-              for _, b in keys]
+    weights = [torch.stack([sd[w].t() for sd in state_dicts]).contiguous().to(device).requires_grad_() for w, _ in keys]
+    biases = [
+        torch.stack([sd[b] for sd in state_dicts]).unsqueeze(1).contiguous().to(device).requires_grad_()
+        for _, b in keys
+    ]
     return Stack(weights, biases, ops)
 
 
@@ -149,8 +151,9 @@ class Steps:
 
     WARMUP = 3
 
-    def __init__(self, model: Stack, optimizer, augment, x: torch.Tensor, y: torch.Tensor, size: int,
-                 batch: int, graph: bool):
+    def __init__(
+        self, model: Stack, optimizer, augment, x: torch.Tensor, y: torch.Tensor, size: int, batch: int, graph: bool
+    ):
         self.model, self.optimizer, self.augment, self.x, self.y, self.size = model, optimizer, augment, x, y, size
         self.batch, self.graph, self.done, self.replay = batch, graph, 0, None
         self.idx = self.draws = None  # the graph's input buffers, once it is captured
@@ -192,8 +195,14 @@ class Steps:
         return None
 
 
-def fit_batched(model_params: ModelParams, params: TrainParams, seeds: list[int], data: Splits,
-                device: torch.device, graph: bool = True) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
+def fit_batched(
+    model_params: ModelParams,
+    params: TrainParams,
+    seeds: list[int],
+    data: Splits,
+    device: torch.device,
+    graph: bool = True,
+) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
     """Train the seeds together; returns their state_dicts (CPU, in seed order) and their logits
     on the test split, (S, N, 10) on the CPU. The validation split is not used: replicates keep
     no per-epoch history. graph: replay CUDA graphs on CUDA (class Steps), where the learning
@@ -215,11 +224,18 @@ def fit_batched(model_params: ModelParams, params: TrainParams, seeds: list[int]
         if augments[0] is not None:
             draws = torch.stack([a.draw(n, torch.device("cpu")) for a in augments]).to(device)  # (S, n, 3)
         for start in range(0, n, batch):
-            step(order[:, start:start + batch].reshape(-1),  # (S * B,)
-                 None if draws is None else draws[:, start:start + batch].reshape(-1, 3))
+            step(
+                order[:, start : start + batch].reshape(-1),  # (S * B,)
+                None if draws is None else draws[:, start : start + batch].reshape(-1, 3),
+            )
             if scheduler is not None:
                 scheduler.step()
     with torch.no_grad():
-        logits = torch.cat([model(x_test[i:i + EVAL_BATCH_SIZE].expand(size, -1, -1), train=False)
-                            for i in range(0, len(x_test), EVAL_BATCH_SIZE)], dim=1)
+        logits = torch.cat(
+            [
+                model(x_test[i : i + EVAL_BATCH_SIZE].expand(size, -1, -1), train=False)
+                for i in range(0, len(x_test), EVAL_BATCH_SIZE)
+            ],
+            dim=1,
+        )
     return [{k: v.cpu() for k, v in model.state_dict(s).items()} for s in range(size)], logits.cpu()

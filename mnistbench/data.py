@@ -68,8 +68,10 @@ TORCHVISION_CLASSES = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "kmnis
 
 def check_sizes(dataset: Dataset, train_labels: torch.Tensor, test_labels: torch.Tensor) -> None:
     if (len(train_labels), len(test_labels)) != (dataset.train_size, dataset.test_size):
-        raise DataError(f"{dataset.name}: parsed {len(train_labels)} training and {len(test_labels)} test images, "
-                        f"datasets.json declares {dataset.train_size} and {dataset.test_size}")
+        raise DataError(
+            f"{dataset.name}: parsed {len(train_labels)} training and {len(test_labels)} test images, "
+            f"datasets.json declares {dataset.train_size} and {dataset.test_size}"
+        )
 
 
 def digests(path: Path) -> tuple[str, str]:
@@ -92,8 +94,9 @@ def verified_content(gz: Path, expected: RawFile, shown: Path) -> bytes:
         if md5 != expected.md5:
             raise DataError(f"{shown}: MD5 {md5}, expected {expected.md5} (no content SHA-256 is pinned for it)")
     elif (sha256 := hashlib.sha256(content).hexdigest()) != expected.sha256:
-        raise DataError(f"{shown}: SHA-256 of the content {sha256}, expected {expected.sha256} "
-                        f"(size {len(packed)} bytes)")
+        raise DataError(
+            f"{shown}: SHA-256 of the content {sha256}, expected {expected.sha256} (size {len(packed)} bytes)"
+        )
     return content
 
 
@@ -108,14 +111,17 @@ def parse_idx(content: bytes, ndim: int, shown: Path) -> torch.Tensor:
     tests/test_data.py checks both readers agree."""
     header = 4 + 4 * ndim
     if len(content) < header or content[:4] != bytes((0, 0, IDX_UBYTE, ndim)):
-        raise DataError(f"{shown}: not an IDX file of {ndim}-dimensional unsigned bytes "
-                        f"(starts with {content[:4].hex() or 'nothing'})")
+        raise DataError(
+            f"{shown}: not an IDX file of {ndim}-dimensional unsigned bytes "
+            f"(starts with {content[:4].hex() or 'nothing'})"
+        )
     shape = struct.unpack(f">{ndim}I", content[4:header])
     if ndim == 3 and shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
         raise DataError(f"{shown}: images are {shape[1]}x{shape[2]} pixels, expected {IMAGE_SIZE}x{IMAGE_SIZE}")
     if len(content) - header != math.prod(shape):
-        raise DataError(f"{shown}: its header declares {math.prod(shape)} bytes of data {shape}, "
-                        f"it holds {len(content) - header}")
+        raise DataError(
+            f"{shown}: its header declares {math.prod(shape)} bytes of data {shape}, it holds {len(content) - header}"
+        )
     return torch.frombuffer(bytearray(content), dtype=torch.uint8, offset=header).view(shape)
 
 
@@ -126,11 +132,15 @@ def download(workdir: Path, urls: list[str], files: tuple[RawFile, ...], dataset
     import torchvision  # here only: its import is slow (torch._dynamo), paid when prepare downloads
 
     base = getattr(torchvision.datasets, TORCHVISION_CLASSES[dataset])
-    dataset_cls = type(base.__name__, (base,), {
-        "resources": [(f.name, f.md5) for f in files],
-        "mirrors": urls or list(base.mirrors),
-        "_load_data": lambda self: (None, None),  # parsed by fetch, after its own content check
-    })
+    dataset_cls = type(
+        base.__name__,
+        (base,),
+        {
+            "resources": [(f.name, f.md5) for f in files],
+            "mirrors": urls or list(base.mirrors),
+            "_load_data": lambda self: (None, None),  # parsed by fetch, after its own content check
+        },
+    )
     try:
         dataset_cls(str(workdir), train=True, download=True)
     except RuntimeError as e:
@@ -164,21 +174,27 @@ def fetch(workdir: Path, mirrors: list[str], files: tuple[RawFile, ...], dataset
         urls = [root.rstrip("/") + f"/{dataset}/" for root in mirrors if is_url(root)]
         if mirrors and not urls:
             first = missing[0].name
-            raise DataError(f"{first} not found intact in DATA_MIRROR={':'.join(mirrors)}: {'; '.join(problems[first])}")
+            raise DataError(
+                f"{first} not found intact in DATA_MIRROR={':'.join(mirrors)}: {'; '.join(problems[first])}"
+            )
         try:
             downloaded = download(workdir, urls, tuple(missing), dataset)
         except DataError as e:
             also = "; ".join(p for f in missing for p in problems[f.name])
-            offline = "" if mirrors else (f"; offline, set DATA_MIRROR to a folder holding {dataset}/<its files> "
-                                          f"(mnistbench/data.py)")
+            offline = (
+                ""
+                if mirrors
+                else (f"; offline, set DATA_MIRROR to a folder holding {dataset}/<its files> (mnistbench/data.py)")
+            )
             raise DataError(f"{e}{f' (also: {also})' if also else ''}{offline}") from None
         for f in missing:  # the content of every downloaded file too
             contents[f.name] = verified_content(downloaded / f.name, f, shown=downloaded / f.name)
 
     for name, content in contents.items():
         (raw / name).with_suffix("").write_bytes(content)
-    parsed = [parse_idx(contents[f.name], 3 if "-images-" in f.name else 1, shown=Path(dataset) / f.name)
-              for f in files]  # train images, train labels, test images, test labels: torchvision's order
+    parsed = [
+        parse_idx(contents[f.name], 3 if "-images-" in f.name else 1, shown=Path(dataset) / f.name) for f in files
+    ]  # train images, train labels, test images, test labels: torchvision's order
     train_images, train_labels, test_images, test_labels = parsed
     return train_images, train_labels.long(), test_images, test_labels.long()
 
@@ -190,8 +206,10 @@ def split(images: torch.Tensor, labels: torch.Tensor, val_size: int, seed: int):
     check_val_size(val_size, n)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     val_idx, train_idx = perm[:val_size].sort().values, perm[val_size:].sort().values
-    return ({"images": images[train_idx].contiguous(), "labels": labels[train_idx].contiguous()},
-            {"images": images[val_idx].contiguous(), "labels": labels[val_idx].contiguous()})
+    return (
+        {"images": images[train_idx].contiguous(), "labels": labels[train_idx].contiguous()},
+        {"images": images[val_idx].contiguous(), "labels": labels[val_idx].contiguous()},
+    )
 
 
 def save_split(path: Path, images: torch.Tensor, labels: torch.Tensor) -> None:
@@ -216,11 +234,19 @@ def load_split(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     obj = load_tensors(path, "prepared data")
     images, labels = (obj.get(k) if isinstance(obj, dict) else None for k in ("images", "labels"))
     if not (isinstance(images, torch.Tensor) and isinstance(labels, torch.Tensor)):
-        raise FileFormatError(f"{path}: not a prepared split (expected tensors 'images' and 'labels'); rerun `dvc repro prepare`")
+        raise FileFormatError(
+            f"{path}: not a prepared split (expected tensors 'images' and 'labels'); rerun `dvc repro prepare`"
+        )
     if images.dtype != torch.uint8 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE) or images.dim() != 3:
-        raise FileFormatError(f"{path}: images are {images.dtype} {tuple(images.shape)}, expected uint8 (N, 28, 28); rerun `dvc repro prepare`")
+        raise FileFormatError(
+            f"{path}: images are {images.dtype} {tuple(images.shape)}, expected uint8 (N, 28, 28); "
+            "rerun `dvc repro prepare`"
+        )
     if labels.dtype != torch.int64 or labels.shape != images.shape[:1]:
-        raise FileFormatError(f"{path}: labels are {labels.dtype} {tuple(labels.shape)}, expected int64 ({len(images)},); rerun `dvc repro prepare`")
+        raise FileFormatError(
+            f"{path}: labels are {labels.dtype} {tuple(labels.shape)}, expected int64 ({len(images)},); "
+            "rerun `dvc repro prepare`"
+        )
     if len(labels) and not (0 <= int(labels.min()) and int(labels.max()) < NUM_CLASSES):
         raise FileFormatError(f"{path}: labels outside 0..9; rerun `dvc repro prepare`")
     return images, labels

@@ -18,15 +18,18 @@ import re
 import signal
 import subprocess
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from mnistbench.params import ParamsError
 
 # The errors a user can cause, by the module that defines them. They are looked up when an error
 # arrives, not imported here: importing data or files would load torch into `validate`,
 # which runs before every changed pipeline, and a module never imported cannot have raised.
-USER_ERRORS = {"mnistbench.data": "DataError", "mnistbench.files": "FileFormatError",
-               "mnistbench.replicates": "WorkerError"}
+USER_ERRORS = {
+    "mnistbench.data": "DataError",
+    "mnistbench.files": "FileFormatError",
+    "mnistbench.replicates": "WorkerError",
+}
 
 # What to do about an output the OS refused to write, by errno.
 DISK_ADVICE = {
@@ -83,8 +86,11 @@ def run_stage(name: str, main: Callable[[], None], outputs_kept: bool = False) -
     except BaseException as e:
         failed = not isinstance(e, SystemExit) or e.code not in (0, None)
         if failed and os.environ.get("DVC_STAGE") and not outputs_kept:  # DVC sets it for each stage it runs
-            print(f"{name}: DVC deleted this stage's previous outputs before running it; "
-                  f"`{RESTORE}` brings back the last committed results", file=sys.stderr)
+            print(
+                f"{name}: DVC deleted this stage's previous outputs before running it; "
+                f"`{RESTORE}` brings back the last committed results",
+                file=sys.stderr,
+            )
         raise
     # Every output is complete on disk by now (files.write_bytes: fsync, then rename). Skip the
     # interpreter's teardown, which with torch loaded costs a large part of a short stage's run.
@@ -116,14 +122,19 @@ def run_command(name: str, main: Callable[[], None]) -> None:
         asked = out_of_memory(e)
         if asked is None:
             raise
-        print(f"{name}: error: out of memory{asked}; a smaller model (model.hidden, model.channels) "
-              f"or batch (train.batch_size, evaluate.batch_size) needs less", file=sys.stderr)
+        print(
+            f"{name}: error: out of memory{asked}; a smaller model (model.hidden, model.channels) "
+            f"or batch (train.batch_size, evaluate.batch_size) needs less",
+            file=sys.stderr,
+        )
         raise SystemExit(1) from None
     except subprocess.CalledProcessError as e:  # git or dvc refused: outside a repository, no commit yet...
         said = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else e.stderr or ""
         said = " ".join(said.split())[-300:]
-        print(f"{name}: error: `{' '.join(map(str, e.cmd))}` exited {e.returncode}" + (f": {said}" if said else ""),
-              file=sys.stderr)
+        print(
+            f"{name}: error: `{' '.join(map(str, e.cmd))}` exited {e.returncode}" + (f": {said}" if said else ""),
+            file=sys.stderr,
+        )
         raise SystemExit(1) from None
 
 

@@ -1,7 +1,7 @@
 """Test-set scoring with scikit-learn, and the pictures made from it.
 
-    logits = predict_logits(model, x, batch_size)           # (N, 10)
-    scores = score(y_true, logits)                          # dict of plain floats
+logits = predict_logits(model, x, batch_size)           # (N, 10)
+scores = score(y_true, logits)                          # dict of plain floats
 """
 
 from __future__ import annotations
@@ -17,8 +17,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from sklearn.metrics import (ConfusionMatrixDisplay, accuracy_score, classification_report,  # noqa: E402
-                             confusion_matrix, f1_score, precision_recall_fscore_support)
+from sklearn.metrics import (  # noqa: E402
+    ConfusionMatrixDisplay,
+    accuracy_score,
+    classification_report,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
 
 from mnistbench.data import IMAGE_SIZE, NUM_CLASSES  # noqa: E402
 
@@ -32,11 +38,11 @@ def latency_ms(model: torch.nn.Module, x: torch.Tensor, images: int = 200, warmu
     after `warmup` untimed ones: what serving one request costs. A measurement, not a result."""
     model.eval()
     for i in range(warmup):
-        model(x[i:i + 1])
+        model(x[i : i + 1])
     times = []
     for i in range(min(images, len(x))):
         started = time.perf_counter()
-        model(x[i:i + 1]).argmax(1)
+        model(x[i : i + 1]).argmax(1)
         times.append(time.perf_counter() - started)
     return statistics.median(times) * 1e3
 
@@ -45,18 +51,22 @@ def score(y_true: np.ndarray, logits: torch.Tensor) -> tuple[dict, dict]:
     """(summary, per_class) metrics of argmax predictions; labels 0..9 always all present as keys."""
     y_pred = logits.argmax(1).numpy()
     loss = F.cross_entropy(logits, torch.as_tensor(y_true), reduction="mean").item()
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=CLASSES, zero_division=0)
+    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=CLASSES, zero_division=0)
     summary = {
         "accuracy": round(float(accuracy_score(y_true, y_pred)), DECIMALS),
         # Macro over the classes present in y_true or y_pred (sklearn's default): all 10 on MNIST.
         "macro_f1": round(float(f1_score(y_true, y_pred, average="macro", zero_division=0)), DECIMALS),
         "loss": round(loss, DECIMALS),
     }
-    per_class = {str(c): {"precision": round(float(precision[c]), DECIMALS),
-                          "recall": round(float(recall[c]), DECIMALS),
-                          "f1": round(float(f1[c]), DECIMALS),
-                          "support": int(support[c])} for c in CLASSES}
+    per_class = {
+        str(c): {
+            "precision": round(float(precision[c]), DECIMALS),
+            "recall": round(float(recall[c]), DECIMALS),
+            "f1": round(float(f1[c]), DECIMALS),
+            "support": int(support[c]),
+        }
+        for c in CLASSES
+    }
     return summary, per_class
 
 
@@ -76,7 +86,12 @@ def confusion_png(y_true: np.ndarray, y_pred: np.ndarray, names: list[str]) -> b
     """`names`: the 10 class names, in label order (datasets.json)."""
     fig, ax = plt.subplots(figsize=(7, 6))
     ConfusionMatrixDisplay(confusion_matrix(y_true, y_pred, labels=CLASSES), display_labels=names).plot(
-        ax=ax, cmap="Blues", values_format="d", colorbar=False, xticks_rotation=45 if max(map(len, names)) > 2 else "horizontal")
+        ax=ax,
+        cmap="Blues",
+        values_format="d",
+        colorbar=False,
+        xticks_rotation=45 if max(map(len, names)) > 2 else "horizontal",
+    )
     ax.set(title=f"Confusion matrix: {len(y_true):,} test images", xlabel="Predicted", ylabel="Actual")
     fig.tight_layout()
     return _png(fig)
@@ -100,12 +115,22 @@ def misclassified_png(images: torch.Tensor, y_true: np.ndarray, y_pred: np.ndarr
     fig, ax = plt.subplots(figsize=(0.8 * cols, 0.99 * rows + 0.35))
     for k, i in enumerate(wrong):
         top, left = (k // cols) * cell_h, (k % cols) * cell_w
-        canvas[top + band:top + band + IMAGE_SIZE, left + 3:left + 3 + IMAGE_SIZE] = images[i].numpy()
-        ax.text(left + cell_w / 2, top + band - 1, f"#{i}: {y_true[i]}→{y_pred[i]}", ha="center", va="bottom",
-                fontsize=6.5, color="firebrick")
+        canvas[top + band : top + band + IMAGE_SIZE, left + 3 : left + 3 + IMAGE_SIZE] = images[i].numpy()
+        ax.text(
+            left + cell_w / 2,
+            top + band - 1,
+            f"#{i}: {y_true[i]}→{y_pred[i]}",
+            ha="center",
+            va="bottom",
+            fontsize=6.5,
+            color="firebrick",
+        )
     ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=255, interpolation="nearest")
     ax.axis("off")
-    ax.set_title(f"Misclassified test digits (first {len(wrong)} of {int((y_true != y_pred).sum())}; "
-                 f"#test index: true→predicted)", fontsize=8)
+    ax.set_title(
+        f"Misclassified test digits (first {len(wrong)} of {int((y_true != y_pred).sum())}; "
+        f"#test index: true→predicted)",
+        fontsize=8,
+    )
     fig.tight_layout(pad=0.3)
     return _png(fig)

@@ -81,11 +81,15 @@ def load_tensors(path: str | Path, what: str):
         # torch's own message advises weights_only=False; we never do that, so we do not repeat it.
         wanted = re.search(r"unsupported GLOBAL (\S+)", str(e))
         if wanted:
-            raise FileFormatError(f"{path}: refused to load {what}: it asks to import {wanted.group(1)}, "
-                                  f"and only tensors and plain types may load; use files this pipeline wrote") from None
-        raise FileFormatError(f"{path}: {what} is unreadable or truncated (not a torch file of tensors); "
-                              f"delete it and rerun `dvc repro`") from None
+            raise FileFormatError(
+                f"{path}: refused to load {what}: it asks to import {wanted.group(1)}, "
+                f"and only tensors and plain types may load; use files this pipeline wrote"
+            ) from None
+        raise FileFormatError(
+            f"{path}: {what} is unreadable or truncated (not a torch file of tensors); delete it and rerun `dvc repro`"
+        ) from None
     except Exception as e:  # noqa: BLE001 - arbitrary bytes make torch.load raise KeyError, EOFError, ...
         first = (str(e).strip().splitlines() or [""])[0][:200]
-        raise FileFormatError(f"{path}: {what} is unreadable or truncated ({type(e).__name__}: {first}); "
-                              f"delete it and rerun `dvc repro`") from None
+        raise FileFormatError(
+            f"{path}: {what} is unreadable or truncated ({type(e).__name__}: {first}); delete it and rerun `dvc repro`"
+        ) from None

@@ -21,16 +21,17 @@ before and after the first commit and checks the same bytes).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 METRICS = ("loss", "accuracy")
 SPLITS = ("train", "val")
 
 
 def _live_class():
-    from dvclive import Live  # 0.3 s after torch: imported only by the stage that logs
     from scmrepo.exceptions import SCMError
+
+    from dvclive import Live  # 0.3 s after torch: imported only by the stage that logs
 
     class _Live(Live):
         def _init_dvc(self):

@@ -113,8 +113,10 @@ class CNN(nn.Module):
 def architecture(params: ModelParams, source: str = "params.yaml") -> type[nn.Module]:
     """The class registered as params.arch; ParamsError listing the registered ones if none is."""
     if params.arch not in ARCHITECTURES:
-        raise ParamsError(f"{source}: model.arch = {params.arch!r}: must be one of "
-                          f"{', '.join(ARCHITECTURES)} (the architectures registered in mnistbench/models.py)")
+        raise ParamsError(
+            f"{source}: model.arch = {params.arch!r}: must be one of "
+            f"{', '.join(ARCHITECTURES)} (the architectures registered in mnistbench/models.py)"
+        )
     return ARCHITECTURES[params.arch]
 
 
@@ -143,48 +145,62 @@ def check_memory(params: ModelParams) -> None:
     except (AttributeError, ValueError, OSError):  # no sysconf (Windows): the stage finds out
         return
     if needed > total:
-        shapes = [f"model.{key} = {list(getattr(params, key))}" for key in USES[params.arch]
-                  if isinstance(getattr(params, key), tuple)]
+        shapes = [
+            f"model.{key} = {list(getattr(params, key))}"
+            for key in USES[params.arch]
+            if isinstance(getattr(params, key), tuple)
+        ]
         shown = ", ".join(shapes) or f"model.arch = {params.arch!r}"
-        raise ParamsError(f"params.yaml: {shown}: {count:,} parameters need {needed / 1e9:,.0f} GB "
-                          f"to train (float32 weights, gradients, Adam's moments), more than this machine's "
-                          f"{total / 1e9:,.0f} GB; use smaller widths")
+        raise ParamsError(
+            f"params.yaml: {shown}: {count:,} parameters need {needed / 1e9:,.0f} GB "
+            f"to train (float32 weights, gradients, Adam's moments), more than this machine's "
+            f"{total / 1e9:,.0f} GB; use smaller widths"
+        )
 
 
 def save_checkpoint(path: Path, model: nn.Module, params: ModelParams, mean: float, std: float) -> None:
-    save_tensors(path, {
-        "format": CHECKPOINT_FORMAT,
-        "model": as_dict(params),
-        "normalize": {"mean": mean, "std": std},
-        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-    })
+    save_tensors(
+        path,
+        {
+            "format": CHECKPOINT_FORMAT,
+            "model": as_dict(params),
+            "normalize": {"mean": mean, "std": std},
+            "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+        },
+    )
 
 
 def load_checkpoint(path: Path) -> tuple[nn.Module, dict]:
     """The model (eval mode, CPU) and the checkpoint's normalize dict; refuses anything else."""
     ckpt = load_tensors(path, "checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise FileFormatError(f"{path}: not a checkpoint of this project (format {CHECKPOINT_FORMAT}); "
-                              "rerun `dvc repro train`")
+        raise FileFormatError(
+            f"{path}: not a checkpoint of this project (format {CHECKPOINT_FORMAT}); rerun `dvc repro train`"
+        )
     try:
         params = section(ModelParams, ckpt.get("model"), "model", source=f"{path} (checkpoint)")
         normalize = {"mean": float(ckpt["normalize"]["mean"]), "std": float(ckpt["normalize"]["std"])}
     except ParamsError as e:
         raise FileFormatError(f"checkpoint metadata is malformed: {e}; rerun `dvc repro train`") from None
     except (KeyError, TypeError, ValueError) as e:
-        raise FileFormatError(f"{path}: checkpoint metadata is malformed ({type(e).__name__}: {e}); "
-                              "rerun `dvc repro train`") from None
+        raise FileFormatError(
+            f"{path}: checkpoint metadata is malformed ({type(e).__name__}: {e}); rerun `dvc repro train`"
+        ) from None
     if params.arch not in ARCHITECTURES:
-        raise FileFormatError(f"{path}: a checkpoint of model.arch = {params.arch!r}, which is not registered "
-                              f"in mnistbench/models.py (registered: {', '.join(ARCHITECTURES)}); register it "
-                              "again, or rerun `dvc repro train`")
+        raise FileFormatError(
+            f"{path}: a checkpoint of model.arch = {params.arch!r}, which is not registered "
+            f"in mnistbench/models.py (registered: {', '.join(ARCHITECTURES)}); register it "
+            "again, or rerun `dvc repro train`"
+        )
     model = build_model(params)
     try:
         model.load_state_dict(ckpt["state_dict"])
     except (KeyError, TypeError, RuntimeError) as e:  # no state_dict; missing/unexpected keys, other shapes
         reason = " ".join(str(e).split())[:300]
-        raise FileFormatError(f"{path}: weights do not fit the model its metadata describes "
-                              f"({params.arch}, hidden={list(params.hidden)}): {reason}") from None
+        raise FileFormatError(
+            f"{path}: weights do not fit the model its metadata describes "
+            f"({params.arch}, hidden={list(params.hidden)}): {reason}"
+        ) from None
     return model.eval(), normalize
 
 
@@ -192,4 +208,4 @@ def load_checkpoint(path: Path) -> tuple[nn.Module, dict]:
 def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
     """(N, 784) normalized pixels -> (N, 10) logits, `batch_size` images per forward pass."""
     model.eval()
-    return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])

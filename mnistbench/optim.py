@@ -49,8 +49,10 @@ def register(name: str) -> Callable[[Builder], Builder]:
 def check(params: TrainParams, source: str = "params.yaml") -> None:
     """ParamsError listing the registered optimizers when train.optimizer is none of them."""
     if params.optimizer not in OPTIMIZERS:
-        raise ParamsError(f"{source}: train.optimizer = {params.optimizer!r}: must be one of "
-                          f"{', '.join(OPTIMIZERS)} (the optimizers registered in mnistbench/optim.py)")
+        raise ParamsError(
+            f"{source}: train.optimizer = {params.optimizer!r}: must be one of "
+            f"{', '.join(OPTIMIZERS)} (the optimizers registered in mnistbench/optim.py)"
+        )
 
 
 def build_optimizer(params: TrainParams, parameters: Iterable[torch.Tensor]):
@@ -69,13 +71,31 @@ class FusedAdam:
     and dtype per parameter group, as this project's models have; amsgrad and maximize are not
     offered."""
 
-    def __init__(self, parameters: Iterable[torch.Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0, decoupled: bool = False):
-        self.param_groups = [{
-            "params": list(parameters), "lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay,
-            "amsgrad": False, "maximize": False, "foreach": None, "capturable": False, "differentiable": False,
-            "fused": True, "decoupled_weight_decay": decoupled,
-        }]
+    def __init__(
+        self,
+        parameters: Iterable[torch.Tensor],
+        lr: float,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        decoupled: bool = False,
+    ):
+        self.param_groups = [
+            {
+                "params": list(parameters),
+                "lr": lr,
+                "betas": betas,
+                "eps": eps,
+                "weight_decay": weight_decay,
+                "amsgrad": False,
+                "maximize": False,
+                "foreach": None,
+                "capturable": False,
+                "differentiable": False,
+                "fused": True,
+                "decoupled_weight_decay": decoupled,
+            }
+        ]
         self.state: dict[torch.Tensor, dict[str, torch.Tensor]] = {}  # made at a parameter's first step, as torch's
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -91,31 +111,49 @@ class FusedAdam:
                 continue
             for p in params:
                 if p not in self.state:  # float32 step counters on the parameter's device, as for fused=True
-                    self.state[p] = {"step": torch.zeros((), dtype=torch.float32, device=p.device),
-                                     "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
-                                     "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
+                    self.state[p] = {
+                        "step": torch.zeros((), dtype=torch.float32, device=p.device),
+                        "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+                        "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
+                    }
             states = [self.state[p] for p in params]
             steps = [s["step"] for s in states]
             torch._foreach_add_(steps, 1)
             kernel = torch._fused_adamw_ if group["decoupled_weight_decay"] else torch._fused_adam_
-            kernel(params, [p.grad for p in params], [s["exp_avg"] for s in states],
-                   [s["exp_avg_sq"] for s in states], [], steps, amsgrad=False, lr=group["lr"],
-                   beta1=group["betas"][0], beta2=group["betas"][1], weight_decay=group["weight_decay"],
-                   eps=group["eps"], maximize=False)
+            kernel(
+                params,
+                [p.grad for p in params],
+                [s["exp_avg"] for s in states],
+                [s["exp_avg_sq"] for s in states],
+                [],
+                steps,
+                amsgrad=False,
+                lr=group["lr"],
+                beta1=group["betas"][0],
+                beta2=group["betas"][1],
+                weight_decay=group["weight_decay"],
+                eps=group["eps"],
+                maximize=False,
+            )
 
     def state_dict(self) -> dict:
         """torch.optim's layout: parameters numbered in group order; torch.optim.Adam loads it."""
         index = {p: i for i, p in enumerate(p for g in self.param_groups for p in g["params"])}
-        return {"state": {index[p]: dict(s) for p, s in self.state.items()},
-                "param_groups": [{**{k: v for k, v in g.items() if k != "params"},
-                                  "params": [index[p] for p in g["params"]]} for g in self.param_groups]}
+        return {
+            "state": {index[p]: dict(s) for p, s in self.state.items()},
+            "param_groups": [
+                {**{k: v for k, v in g.items() if k != "params"}, "params": [index[p] for p in g["params"]]}
+                for g in self.param_groups
+            ],
+        }
 
     def load_state_dict(self, state_dict: dict) -> None:
         params = [p for g in self.param_groups for p in g["params"]]
         for group, saved in zip(self.param_groups, state_dict["param_groups"], strict=True):
             group.update({k: v for k, v in saved.items() if k != "params"})
-        self.state = {params[i]: {k: v.to(params[i].device).clone() for k, v in s.items()}
-                      for i, s in state_dict["state"].items()}
+        self.state = {
+            params[i]: {k: v.to(params[i].device).clone() for k, v in s.items()} for i, s in state_dict["state"].items()
+        }
 
 
 @register("adam")

@@ -34,11 +34,29 @@ INT_MAX = 2**63 - 1  # every integer: torch takes int64
 THREADS_MAX = 1024  # torch.set_num_threads takes a C int; past any machine's cores, a typo
 
 
-def _spec(help: str, *, min=None, max=None, min_exclusive=None, max_exclusive=None, choices=None,
-          min_items=None, max_items=None):
-    return field(metadata=dict(help=help, min=min, max=max, min_exclusive=min_exclusive,
-                               max_exclusive=max_exclusive, choices=choices, min_items=min_items,
-                               max_items=max_items))
+def _spec(
+    help: str,
+    *,
+    min=None,
+    max=None,
+    min_exclusive=None,
+    max_exclusive=None,
+    choices=None,
+    min_items=None,
+    max_items=None,
+):
+    return field(
+        metadata=dict(
+            help=help,
+            min=min,
+            max=max,
+            min_exclusive=min_exclusive,
+            max_exclusive=max_exclusive,
+            choices=choices,
+            min_items=min_items,
+            max_items=max_items,
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -51,12 +69,14 @@ class PrepareParams:
 @dataclass(frozen=True)
 class ModelParams:
     arch: str = _spec("the classifier: an architecture registered in mnistbench/models.py")
-    hidden: tuple[int, ...] = _spec("widths of the fully connected hidden layers (mlp; cnn: after the convs)",
-                                    min=1, min_items=1)
+    hidden: tuple[int, ...] = _spec(
+        "widths of the fully connected hidden layers (mlp; cnn: after the convs)", min=1, min_items=1
+    )
     activation: str = _spec("activation after each hidden layer", choices=("relu", "gelu", "tanh"))
     dropout: float = _spec("dropout probability after each hidden layer (0: none)", min=0.0, max=0.9)
-    channels: tuple[int, ...] = _spec("cnn: output channels of each 3x3 conv + 2x2 max-pool block",
-                                      min=1, min_items=1, max_items=3)
+    channels: tuple[int, ...] = _spec(
+        "cnn: output channels of each 3x3 conv + 2x2 max-pool block", min=1, min_items=1, max_items=3
+    )
 
 
 @dataclass(frozen=True)
@@ -68,10 +88,13 @@ class TrainParams:
     lr: float = _spec("the optimizer's learning rate", min_exclusive=0.0)
     weight_decay: float = _spec("weight decay: L2 for adam and sgd, decoupled for adamw (0: none)", min=0.0)
     momentum: float = _spec("sgd's momentum (ignored by adam and adamw)", min=0.0, max_exclusive=1.0)
-    schedule: str = _spec("learning rate over the run: constant, or cosine decay to 0 per step",
-                          choices=("constant", "cosine"))
+    schedule: str = _spec(
+        "learning rate over the run: constant, or cosine decay to 0 per step", choices=("constant", "cosine")
+    )
     augment_shift: float = _spec("largest random shift of a training image, in pixels (0: none)", min=0.0, max=8.0)
-    augment_rotate: float = _spec("largest random rotation of a training image, in degrees (0: none)", min=0.0, max=45.0)
+    augment_rotate: float = _spec(
+        "largest random rotation of a training image, in degrees (0: none)", min=0.0, max=45.0
+    )
     normalize_mean: float = _spec("mean pixel value (of [0, 1] pixels) subtracted before the model")
     normalize_std: float = _spec("pixel standard deviation divided out before the model", min_exclusive=0.0)
     device: str = _spec("where to train: auto picks cuda when present", choices=("auto", "cpu", "cuda"))
@@ -87,17 +110,24 @@ class EvaluateParams:
 @dataclass(frozen=True)
 class ReplicatesParams:
     n: int = _spec("seeds trained by the replicates stage: train.seed, train.seed + 1, ...", min=2, max=1000)
-    jobs: int = _spec("seeds trained at once, each in its own process at train.threads threads (never changes the bits)", min=1, max=64)
+    jobs: int = _spec(
+        "seeds trained at once, each in its own process at train.threads threads (never changes the bits)",
+        min=1,
+        max=64,
+    )
 
 
 @dataclass(frozen=True)
 class GateParams:
-    significance: float = _spec("one-sided Welch t-test level: a mean drop with a smaller p-value fails",
-                                min_exclusive=0.0, max=0.5)
-    min_drop: float = _spec("mean test-accuracy drop below which the gate passes even when significant",
-                            min=0.0, max=1.0)
-    min_accuracy: float = _spec("mean test accuracy of the replicates below which the gate fails, whatever the baseline",
-                                min=0.0, max=1.0)
+    significance: float = _spec(
+        "one-sided Welch t-test level: a mean drop with a smaller p-value fails", min_exclusive=0.0, max=0.5
+    )
+    min_drop: float = _spec(
+        "mean test-accuracy drop below which the gate passes even when significant", min=0.0, max=1.0
+    )
+    min_accuracy: float = _spec(
+        "mean test accuracy of the replicates below which the gate fails, whatever the baseline", min=0.0, max=1.0
+    )
 
 
 @dataclass(frozen=True)
@@ -131,8 +161,10 @@ def from_dict(tree, path: str = "params.yaml") -> Params:
     params = _build(Params, tree, prefix="", path=path)
     last = params.train.seed + params.replicates.n - 1
     if last > SEED_MAX:  # the only rule across keys: the replicates' seed block must stay seedable
-        raise ParamsError(f"{path}: train.seed = {params.train.seed} with replicates.n = {params.replicates.n} "
-                          f"needs seeds up to {last}, past the largest seed {SEED_MAX}; lower train.seed")
+        raise ParamsError(
+            f"{path}: train.seed = {params.train.seed} with replicates.n = {params.replicates.n} "
+            f"needs seeds up to {last}, past the largest seed {SEED_MAX}; lower train.seed"
+        )
     return params
 
 
@@ -161,8 +193,10 @@ def check_val_size(val_size: int, train_size: int) -> None:
     """prepare.val_size against the training set's size, which params.yaml alone cannot bound: the
     size is the dataset's (datasets.json). Here, not in data.py, so `stages.validate` needs no torch."""
     if not 0 < val_size < train_size:
-        raise ParamsError(f"prepare.val_size = {val_size}: must be between 1 and {train_size - 1} "
-                          f"(the training set has {train_size} images)")
+        raise ParamsError(
+            f"prepare.val_size = {val_size}: must be between 1 and {train_size - 1} "
+            f"(the training set has {train_size} images)"
+        )
 
 
 def _build(cls, tree, prefix: str, path: str):
@@ -176,7 +210,9 @@ def _build(cls, tree, prefix: str, path: str):
         raise ParamsError(f"{path}: unknown key {prefix}{unknown[0]}; allowed in {where}: {', '.join(fields)}")
     missing = [name for name in fields if name not in tree]
     if missing:
-        raise ParamsError(f"{path}: missing key {prefix}{missing[0]}: {fields[missing[0]].metadata.get('help', 'a section')}")
+        raise ParamsError(
+            f"{path}: missing key {prefix}{missing[0]}: {fields[missing[0]].metadata.get('help', 'a section')}"
+        )
     values = {}
     for name, f in fields.items():
         key = prefix + name
@@ -235,6 +271,19 @@ def as_dict(params) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(params).items()}
 
 
-__all__ = ["Params", "ParamsError", "load_params", "load_tree", "from_dict", "section", "as_dict",
-           "PrepareParams", "ModelParams", "TrainParams", "EvaluateParams", "ReplicatesParams",
-           "GateParams", "SEED_MAX"]
+__all__ = [
+    "Params",
+    "ParamsError",
+    "load_params",
+    "load_tree",
+    "from_dict",
+    "section",
+    "as_dict",
+    "PrepareParams",
+    "ModelParams",
+    "TrainParams",
+    "EvaluateParams",
+    "ReplicatesParams",
+    "GateParams",
+    "SEED_MAX",
+]

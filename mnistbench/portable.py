@@ -71,8 +71,14 @@ class _OneDNNLinear(torch.autograd.Function):
 
 
 def uses_onednn(layer: nn.Linear, x: torch.Tensor) -> bool:
-    return (_LINEAR is not None and x.device.type == "cpu" and x.dim() == 2 and x.dtype == torch.float32
-            and layer.weight.dtype == torch.float32 and layer.in_features * layer.out_features >= ONEDNN_MIN_WEIGHTS)
+    return (
+        _LINEAR is not None
+        and x.device.type == "cpu"
+        and x.dim() == 2
+        and x.dtype == torch.float32
+        and layer.weight.dtype == torch.float32
+        and layer.in_features * layer.out_features >= ONEDNN_MIN_WEIGHTS
+    )
 
 
 class PortableLinear(nn.Linear):
@@ -94,8 +100,7 @@ def convert(module: nn.Module) -> nn.Module:
         setattr(module, name, convert(child))
     if type(module) is not nn.Linear:
         return module
-    layer = PortableLinear(module.in_features, module.out_features, bias=module.bias is not None,
-                           device="meta")
+    layer = PortableLinear(module.in_features, module.out_features, bias=module.bias is not None, device="meta")
     layer.weight, layer.bias = module.weight, module.bias
     return layer.train(module.training)
 

@@ -28,7 +28,7 @@ import math
 import os
 import signal
 import statistics
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -56,8 +56,9 @@ def quiet(_: str) -> None:
     pass
 
 
-def train_one(model_params: ModelParams, params: TrainParams, seed: int, data: Splits,
-              device: torch.device) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def train_one(
+    model_params: ModelParams, params: TrainParams, seed: int, data: Splits, device: torch.device
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Seed `seed` trained exactly as the train stage trains it (mnistbench.train.fit): its logits
     on the test split (CPU) and its state_dict. Scoring is left to the caller: scikit-learn and
     matplotlib (mnistbench.evaluate) would add seconds to each worker process's start."""
@@ -76,12 +77,19 @@ def _worker(conn, parent: int, data: Splits, threads: int) -> None:
         conn.send((seed, train_one(model_params, params, seed, data, torch.device("cpu"))))
 
 
-def _in_workers(model_params: ModelParams, params: TrainParams, seeds: list[int], data: Splits, jobs: int,
-                done: Callable[[int, tuple], None]) -> None:
+def _in_workers(
+    model_params: ModelParams,
+    params: TrainParams,
+    seeds: list[int],
+    data: Splits,
+    jobs: int,
+    done: Callable[[int, tuple], None],
+) -> None:
     """Train `seeds` in `jobs` worker processes, handing each result to done(seed, result) as it
     arrives. However this returns or raises, every worker has been killed by then."""
-    import torch.multiprocessing as mp  # registers torch's reducers: the splits go to workers as shared memory
     from multiprocessing.connection import wait
+
+    import torch.multiprocessing as mp  # registers torch's reducers: the splits go to workers as shared memory
 
     context = mp.get_context("spawn")
     workers, todo, busy = [], list(seeds), {}
@@ -92,7 +100,7 @@ def _in_workers(model_params: ModelParams, params: TrainParams, seeds: list[int]
             process.start()
             theirs.close()
             workers.append((process, ours))
-        for process, conn in workers:
+        for _, conn in workers:
             if todo:
                 busy[conn] = todo.pop(0)
                 conn.send((model_params, params, busy[conn]))
@@ -114,8 +122,10 @@ def _in_workers(model_params: ModelParams, params: TrainParams, seeds: list[int]
             for sentinel in [r for r in ready if r in sentinels]:
                 process, conn = sentinels.pop(sentinel)
                 if conn in busy:
-                    raise WorkerError(f"a worker process died before seeds {sorted(set(seeds) - finished)} were "
-                                      "trained (killed, or out of memory: lower replicates.jobs)")
+                    raise WorkerError(
+                        f"a worker process died before seeds {sorted(set(seeds) - finished)} were "
+                        "trained (killed, or out of memory: lower replicates.jobs)"
+                    )
     finally:  # normal end, an error, Ctrl-C or SIGTERM: no worker trains on
         for process, _ in workers:
             process.kill()
@@ -124,9 +134,15 @@ def _in_workers(model_params: ModelParams, params: TrainParams, seeds: list[int]
             conn.close()
 
 
-def fit_replicates(model_params: ModelParams, params: TrainParams, seeds: list[int], data: Splits,
-                   device: torch.device, jobs: int = 1,
-                   log: Callable[[str], None] = print) -> list[tuple[dict, dict[str, torch.Tensor]]]:
+def fit_replicates(
+    model_params: ModelParams,
+    params: TrainParams,
+    seeds: list[int],
+    data: Splits,
+    device: torch.device,
+    jobs: int = 1,
+    log: Callable[[str], None] = print,
+) -> list[tuple[dict, dict[str, torch.Tensor]]]:
     """(scores, state_dict) per seed, in seed order: each seed trained and scored as a single run,
     `jobs` seeds at a time in worker processes on the CPU. On a GPU, a dense model's seeds train
     at once as one batched model (mnistbench.batched: to float rounding, not to the bit, the single
@@ -165,6 +181,15 @@ def summarize(values: list[float]) -> dict:
     n = len(values)
     mean, sd = statistics.fmean(values), statistics.stdev(values)
     half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
-    return {k: round(v, DECIMALS) if isinstance(v, float) else v for k, v in {
-        "n": n, "mean": mean, "sd": sd, "min": min(values), "max": max(values),
-        "ci95_low": mean - half, "ci95_high": mean + half}.items()}
+    return {
+        k: round(v, DECIMALS) if isinstance(v, float) else v
+        for k, v in {
+            "n": n,
+            "mean": mean,
+            "sd": sd,
+            "min": min(values),
+            "max": max(values),
+            "ci95_low": mean - half,
+            "ci95_high": mean + half,
+        }.items()
+    }

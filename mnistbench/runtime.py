@@ -1,7 +1,7 @@
 """Where and how torch runs: threads, device, and the record of what decides a run's bits.
 
-    device = configure_torch(params.train.threads, params.train.device)   # torch.device
-    info = run_info(device)                                                # for metrics/run_info.json
+device = configure_torch(params.train.threads, params.train.device)   # torch.device
+info = run_info(device)                                                # for metrics/run_info.json
 """
 
 from __future__ import annotations
@@ -54,6 +54,9 @@ def run_info(device: torch.device) -> dict:
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
     }
     if device.type == "cuda":
-        info["cuda"] = {"gpu": torch.cuda.get_device_name(device), "version": torch.version.cuda,
-                        "cudnn": torch.backends.cudnn.version()}
+        info["cuda"] = {
+            "gpu": torch.cuda.get_device_name(device),
+            "version": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version(),
+        }
     return info

@@ -1,15 +1,14 @@
 """Training on in-memory tensors: batches are index slices of a seeded permutation, no DataLoader.
 
-    model, history, seconds = fit(model_params, train_params, (x_train, y_train), (x_val, y_val), device)
+model, history, seconds = fit(model_params, train_params, (x_train, y_train), (x_val, y_val), device)
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -50,9 +49,16 @@ class Augment:
         return (moved + self.background).view(len(x), -1)
 
 
-def train_epoch(model: nn.Module, optimizer, x: torch.Tensor, y: torch.Tensor,
-                batch_size: int, generator: torch.Generator, scheduler: CosineDecay | None = None,
-                augment: Augment | None = None) -> tuple[float, float]:
+def train_epoch(
+    model: nn.Module,
+    optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    generator: torch.Generator,
+    scheduler: CosineDecay | None = None,
+    augment: Augment | None = None,
+) -> tuple[float, float]:
     """One pass in a fresh seeded order; returns (mean loss, accuracy) over the pass. The
     scheduler, if any, steps after every optimizer step; augment, if any, moves every batch."""
     model.train()
@@ -62,10 +68,10 @@ def train_epoch(model: nn.Module, optimizer, x: torch.Tensor, y: torch.Tensor,
     loss_sum = torch.zeros((), device=x.device)  # summed on the device: no per-step host sync
     correct = torch.zeros((), dtype=torch.int64, device=x.device)
     for start in range(0, n, batch_size):
-        idx = order[start:start + batch_size]
+        idx = order[start : start + batch_size]
         xb, yb = x.index_select(0, idx), y.index_select(0, idx)  # (B, 784), (B,); faster than x[idx]
         if augment is not None:
-            xb = augment(xb, draws[start:start + batch_size])
+            xb = augment(xb, draws[start : start + batch_size])
         logits = model(xb)  # (B, 10)
         loss = F.cross_entropy(logits, yb)
         optimizer.zero_grad()
@@ -83,8 +89,8 @@ def loss_and_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_
     model.eval()
     loss_sum, correct = 0.0, 0
     for start in range(0, len(y), batch_size):
-        logits = model(x[start:start + batch_size])
-        yb = y[start:start + batch_size]
+        logits = model(x[start : start + batch_size])
+        yb = y[start : start + batch_size]
         loss_sum += F.cross_entropy(logits, yb, reduction="sum").item()
         correct += int((logits.argmax(1) == yb).sum())
     return loss_sum / len(y), correct / len(y)
@@ -93,6 +99,7 @@ def loss_and_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_
 @dataclass
 class Run:
     """Everything a training run starts from, seeded."""
+
     model: nn.Module
     optimizer: torch.optim.Optimizer  # or mnistbench.optim.FusedAdam: the same interface
     scheduler: CosineDecay | None  # None: constant learning rate
@@ -120,10 +127,15 @@ def augmentation(params: TrainParams, seed: int) -> Augment | None:
     return Augment(params.augment_shift, params.augment_rotate, background, seed + AUGMENT_SEED_OFFSET)
 
 
-def fit(model_params: ModelParams, params: TrainParams, train: tuple[torch.Tensor, torch.Tensor],
-        val: tuple[torch.Tensor, torch.Tensor], device: torch.device,
-        log: Callable[[str], None] = print,
-        on_epoch: Callable[[dict], None] | None = None) -> tuple[nn.Module, list[dict], list[float]]:
+def fit(
+    model_params: ModelParams,
+    params: TrainParams,
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+    device: torch.device,
+    log: Callable[[str], None] = print,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> tuple[nn.Module, list[dict], list[float]]:
     """Train from a seeded init on normalized (x, y) pairs already on `device`; returns the model,
     one history row per epoch (losses and accuracies: reproducible to the bit) and the seconds
     each epoch's training pass took (a measurement: never the same twice). on_epoch, if given,
@@ -133,15 +145,25 @@ def fit(model_params: ModelParams, params: TrainParams, train: tuple[torch.Tenso
     history, epoch_seconds = [], []
     for epoch in range(1, params.epochs + 1):
         started = time.perf_counter()
-        train_loss, train_accuracy = train_epoch(model, run.optimizer, *train, params.batch_size, run.generator,
-                                                   run.scheduler, run.augment)
+        train_loss, train_accuracy = train_epoch(
+            model, run.optimizer, *train, params.batch_size, run.generator, run.scheduler, run.augment
+        )
         seconds = time.perf_counter() - started
         epoch_seconds.append(seconds)
         val_loss, val_accuracy = loss_and_accuracy(model, *val, batch_size=EVAL_BATCH_SIZE)
-        history.append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
-                        "val_loss": val_loss, "val_accuracy": val_accuracy})
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "train_accuracy": train_accuracy,
+                "val_loss": val_loss,
+                "val_accuracy": val_accuracy,
+            }
+        )
         if on_epoch is not None:
             on_epoch(history[-1])
-        log(f"epoch {epoch:>3}/{params.epochs}  train loss {train_loss:.4f} acc {train_accuracy:.4f}  "
-            f"val loss {val_loss:.4f} acc {val_accuracy:.4f}  {seconds:.2f} s")
+        log(
+            f"epoch {epoch:>3}/{params.epochs}  train loss {train_loss:.4f} acc {train_accuracy:.4f}  "
+            f"val loss {val_loss:.4f} acc {val_accuracy:.4f}  {seconds:.2f} s"
+        )
     return model, history, epoch_seconds

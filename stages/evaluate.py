@@ -41,10 +41,15 @@ def main() -> None:
     write_text(args.predictions, ev.predictions_csv(y_true, y_pred))
     write_bytes(args.confusion_png, ev.confusion_png(y_true, y_pred, names))
     write_bytes(args.report_png, ev.report_png(y_true, y_pred, names))
-    write_bytes(args.misclassified_png, ev.misclassified_png(images, y_true, y_pred, params.evaluate.misclassified_shown))
+    write_bytes(
+        args.misclassified_png, ev.misclassified_png(images, y_true, y_pred, params.evaluate.misclassified_shown)
+    )
     latency = ev.latency_ms(model, x)
     write_json(args.time, {"latency_ms_per_image": round(latency, 4), "threads": params.train.threads})
-    print(f"evaluate: {latency:.3f} ms per image alone; test accuracy {summary['accuracy']:.4f}  macro-F1 {summary['macro_f1']:.4f}  loss {summary['loss']:.4f}")
+    print(
+        f"evaluate: {latency:.3f} ms per image alone; test accuracy {summary['accuracy']:.4f}  "
+        f"macro-F1 {summary['macro_f1']:.4f}  loss {summary['loss']:.4f}"
+    )
 
 
 if __name__ == "__main__":

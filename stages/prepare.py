@@ -29,15 +29,19 @@ def main() -> None:
     check_val_size(params.val_size, dataset.train_size)  # before any download
     mirrors = parse_mirrors(os.environ.get("DATA_MIRROR"))
     with tempfile.TemporaryDirectory(prefix=f"{dataset.name}-raw-") as workdir:
-        train_images, train_labels, test_images, test_labels = data.fetch(Path(workdir), mirrors, dataset.files,
-                                                                          dataset.name)
+        train_images, train_labels, test_images, test_labels = data.fetch(
+            Path(workdir), mirrors, dataset.files, dataset.name
+        )
     data.check_sizes(dataset, train_labels, test_labels)
     train, val = data.split(train_images, train_labels, params.val_size, params.split_seed)
 
     data.save_split(args.out / "train.pt", **train)
     data.save_split(args.out / "val.pt", **val)
     data.save_split(args.out / "test.pt", test_images, test_labels)
-    print(f"prepare: {dataset.name}: {len(train['labels'])} train, {len(val['labels'])} val, {len(test_labels)} test images -> {args.out}")
+    print(
+        f"prepare: {dataset.name}: {len(train['labels'])} train, {len(val['labels'])} val, "
+        f"{len(test_labels)} test images -> {args.out}"
+    )
 
 
 if __name__ == "__main__":

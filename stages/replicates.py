@@ -39,22 +39,31 @@ def main() -> None:
 
     data = tuple(load_normalized(args.data / f"{split}.pt", mean, std, device) for split in ("train", "val", "test"))
     started = time.perf_counter()
-    rows = [scores for scores, _ in fit_replicates(params.model, params.train, seeds, data, device,
-                                                   jobs=params.replicates.jobs)]
+    rows = [
+        scores
+        for scores, _ in fit_replicates(params.model, params.train, seeds, data, device, jobs=params.replicates.jobs)
+    ]
     seconds = time.perf_counter() - started
 
     summary = {key: summarize([row[key] for row in rows]) for key in SCORES}
     write_json(args.summary, summary | {"seeds": {"first": seeds[0], "last": seeds[-1]}})
-    write_text(args.per_seed, "seed," + ",".join(SCORES) + "\n" + "".join(
-        f"{seed}," + ",".join(f"{row[key]:.6f}" for key in SCORES) + "\n" for seed, row in zip(seeds, rows)))
+    write_text(
+        args.per_seed,
+        "seed,"
+        + ",".join(SCORES)
+        + "\n"
+        + "".join(f"{seed}," + ",".join(f"{row[key]:.6f}" for key in SCORES) + "\n" for seed, row in zip(seeds, rows)),
+    )
     write_json(args.run_info, run_info(device))
     timing = {"train_seconds": round(seconds, 2), "seeds": len(seeds), "device": device.type}
     if device.type == "cpu":  # worker processes and their threads: on a GPU the seeds train in this process
         timing |= {"jobs": min(params.replicates.jobs, len(seeds)), "threads": params.train.threads}
     write_json(args.time, timing)
     accuracy = summary["accuracy"]
-    print(f"replicates: test accuracy {accuracy['mean']:.4f} ± {accuracy['sd']:.4f} (mean ± sd of {len(seeds)} seeds, "
-          f"{accuracy['min']:.4f}-{accuracy['max']:.4f}); {seconds:.1f} s of training and scoring")
+    print(
+        f"replicates: test accuracy {accuracy['mean']:.4f} ± {accuracy['sd']:.4f} (mean ± sd of {len(seeds)} seeds, "
+        f"{accuracy['min']:.4f}-{accuracy['max']:.4f}); {seconds:.1f} s of training and scoring"
+    )
 
 
 if __name__ == "__main__":

@@ -28,7 +28,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="folder holding train.pt and val.pt")
     parser.add_argument("--model", type=Path, required=True, help="checkpoint to write")
     parser.add_argument("--metrics", type=Path, required=True, help="final-epoch metrics JSON to write")
-    parser.add_argument("--live", type=Path, required=True, help="DVCLive's folder: per-epoch metrics and their history")
+    parser.add_argument(
+        "--live", type=Path, required=True, help="DVCLive's folder: per-epoch metrics and their history"
+    )
     parser.add_argument("--run-info", type=Path, required=True, help="environment record (JSON) to write")
     parser.add_argument("--time", type=Path, required=True, help="measured training time (JSON) to write")
     args = parser.parse_args()
@@ -43,14 +45,25 @@ def main() -> None:
     save_checkpoint(args.model, model, params.model, mean, std)
     write_json(args.run_info, run_info(device))
     last = history[-1]
-    write_json(args.metrics, {
-        **{split: {"loss": round(last[f"{split}_loss"], 6), "accuracy": round(last[f"{split}_accuracy"], 6)}
-           for split in ("train", "val")},
-        "parameters": sum(p.numel() for p in model.parameters()),
-    })
-    write_json(args.time, {"train_seconds": round(sum(seconds), 2),  # the training passes, validation excluded
-                           "epoch_seconds_median": round(statistics.median(seconds), 3),
-                           "device": device.type, "threads": params.train.threads})
+    write_json(
+        args.metrics,
+        {
+            **{
+                split: {"loss": round(last[f"{split}_loss"], 6), "accuracy": round(last[f"{split}_accuracy"], 6)}
+                for split in ("train", "val")
+            },
+            "parameters": sum(p.numel() for p in model.parameters()),
+        },
+    )
+    write_json(
+        args.time,
+        {
+            "train_seconds": round(sum(seconds), 2),  # the training passes, validation excluded
+            "epoch_seconds_median": round(statistics.median(seconds), 3),
+            "device": device.type,
+            "threads": params.train.threads,
+        },
+    )
 
 
 if __name__ == "__main__":

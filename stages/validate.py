@@ -43,8 +43,10 @@ def locked(stage: str) -> dict:
     where dvc.lock or the stage is missing or unreadable (then everything counts as changed)."""
     try:
         entry = YAML(typ="safe").load(Path("dvc.lock").read_text())["stages"][stage]
-        return {"params": entry.get("params", {}).get("params.yaml", {}),
-                "deps": {dep["path"]: dep.get("md5") for dep in entry.get("deps", [])}}
+        return {
+            "params": entry.get("params", {}).get("params.yaml", {}),
+            "deps": {dep["path"]: dep.get("md5") for dep in entry.get("deps", [])},
+        }
     except (OSError, YAMLError, KeyError, TypeError):
         return {}
 
@@ -74,12 +76,19 @@ def differs(stage: str, section: str, values: dict, code: tuple[str, ...] = ()) 
 def check_mirror(params: Params, names: list[str], value: str | None) -> None:
     dataset, roots = params.prepare.dataset, parse_mirrors(value)
     missing = unobtainable(dataset, names, roots)
-    if missing and differs("prepare", "prepare", as_dict(params.prepare)):  # else prepare keeps its outputs, whatever the mirror holds
-        relative = "" if all(os.path.isabs(root) for root in roots) else (
-            f" (relative roots are read from {os.getcwd()}: a queued or --temp experiment runs in a copy there)")
-        raise ParamsError(f"params.yaml: prepare.dataset = {dataset!r} but no folder in DATA_MIRROR={value} holds "
-                          f"{dataset}/{missing}, which prepare needs{relative}; add one that does, or unset "
-                          f"DATA_MIRROR to download")
+    if missing and differs(
+        "prepare", "prepare", as_dict(params.prepare)
+    ):  # else prepare keeps its outputs, whatever the mirror holds
+        relative = (
+            ""
+            if all(os.path.isabs(root) for root in roots)
+            else (f" (relative roots are read from {os.getcwd()}: a queued or --temp experiment runs in a copy there)")
+        )
+        raise ParamsError(
+            f"params.yaml: prepare.dataset = {dataset!r} but no folder in DATA_MIRROR={value} holds "
+            f"{dataset}/{missing}, which prepare needs{relative}; add one that does, or unset "
+            f"DATA_MIRROR to download"
+        )
 
 
 def check_code(params: Params) -> None:

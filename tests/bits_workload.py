@@ -19,11 +19,10 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS.parent))  # the repository: mnistbench and tests.helpers
 
-import mnistbench  # noqa: E402,F401  (pins the kernels before torch loads)
 import torch  # noqa: E402
-
 from torch import nn  # noqa: E402
 
+import mnistbench  # noqa: E402,F401  (pins the kernels before torch loads)
 from mnistbench import models  # noqa: E402
 from mnistbench.data import normalize  # noqa: E402
 from mnistbench.train import fit  # noqa: E402
@@ -63,8 +62,9 @@ def main() -> None:
     out = {}
     for name, (overrides, threads) in RUNS.items():
         torch.set_num_threads(threads)
-        params = train_params(seed=0, epochs=1, batch_size=64, lr=0.001, normalize_mean=mean, normalize_std=std,
-                              threads=threads)
+        params = train_params(
+            seed=0, epochs=1, batch_size=64, lr=0.001, normalize_mean=mean, normalize_std=std, threads=threads
+        )
         model, history, _ = fit(model_params(**overrides), params, train, val, torch.device("cpu"), log=lambda _: None)
         weights = b"".join(t.contiguous().numpy().tobytes() for t in model.state_dict().values())
         out[name] = {"state_dict": digest(weights), "history": digest(repr(history).encode())}

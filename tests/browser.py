@@ -10,14 +10,23 @@ from pathlib import Path
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 # No sandbox: Chromium refuses to start as root otherwise (containers, CI runners). No background
 # networking: this machine's closed network refuses Chromium's own connections, many at a time.
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--virtual-time-budget=15000"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--hide-scrollbars",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--virtual-time-budget=15000",
+]
 
 
 def _chromium(page: Path, *flags: str) -> str:
-    done = subprocess.run([CHROMIUM, *FLAGS, *flags, page.resolve().as_uri()], capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [CHROMIUM, *FLAGS, *flags, page.resolve().as_uri()], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, f"chromium exited {done.returncode}: {done.stderr[-500:]}"
     return done.stdout
 

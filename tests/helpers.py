@@ -9,6 +9,7 @@ c, plus noise, so a few training steps measurably reduce the loss.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import os
@@ -17,8 +18,6 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
-
-import dataclasses
 
 import pytest
 import torch
@@ -39,8 +38,14 @@ def train_params(**overrides) -> TrainParams:
     """params.yaml's train section, on the CPU, with `overrides`: a new key in params.yaml needs no
     change to any test."""
     return dataclasses.replace(load_params(ROOT / "params.yaml").train, device="cpu", **overrides)
-NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-         "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+
+NAMES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
 
 
 def synthetic_digits(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,7 +56,7 @@ def synthetic_digits(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     images = torch.randint(0, 60, (n, 28, 28), generator=g, dtype=torch.int64)
     for i, c in enumerate(labels.tolist()):
         r, col = 2 + (c // 5) * 12, 1 + (c % 5) * 5
-        images[i, r:r + 6, col:col + 6] = 255
+        images[i, r : r + 6, col : col + 6] = 255
     return images.to(torch.uint8), labels
 
 
@@ -68,8 +73,9 @@ def gz(data: bytes) -> bytes:
     return gzip.compress(data, mtime=0)
 
 
-def write_mirror(root: Path, n_train: int = 300, n_test: int = 100, dataset: str = "mnist",
-                 seed: int = 1) -> tuple[RawFile, ...]:
+def write_mirror(
+    root: Path, n_train: int = 300, n_test: int = 100, dataset: str = "mnist", seed: int = 1
+) -> tuple[RawFile, ...]:
     """Write `<root>/<dataset>/<4 files>`; return their checksums, as the tests' pinned table."""
     train, test = synthetic_digits(n_train, seed=seed), synthetic_digits(n_test, seed=seed + 1)
     blobs = (gz(idx_images(train[0])), gz(idx_labels(train[1])), gz(idx_images(test[0])), gz(idx_labels(test[1])))
@@ -116,15 +122,36 @@ def e2e_repo(base: Path) -> tuple[Path, dict, subprocess.CompletedProcess]:
             shutil.copy(src, repo / name)
     files = write_mirror(mirror, n_train=300, n_test=100)
     fashion = write_mirror(mirror, n_train=300, n_test=100, dataset="fashion-mnist", seed=5)
-    (repo / "mnistbench" / "datasets.json").write_text(json.dumps({name: {
-        "train_size": 300, "test_size": 100, "classes": [f"class {c}" for c in range(10)],
-        "files": {f.name: {"md5": f.md5, "sha256": f.sha256} for f in pinned}}
-        for name, pinned in (("mnist", files), ("fashion-mnist", fashion))}))
-    set_params(repo / "params.yaml", prepare__val_size=50, train__epochs=2, train__device="cpu",
-               evaluate__misclassified_shown=5, replicates__n=3, replicates__jobs=2)
+    (repo / "mnistbench" / "datasets.json").write_text(
+        json.dumps(
+            {
+                name: {
+                    "train_size": 300,
+                    "test_size": 100,
+                    "classes": [f"class {c}" for c in range(10)],
+                    "files": {f.name: {"md5": f.md5, "sha256": f.sha256} for f in pinned},
+                }
+                for name, pinned in (("mnist", files), ("fashion-mnist", fashion))
+            }
+        )
+    )
+    set_params(
+        repo / "params.yaml",
+        prepare__val_size=50,
+        train__epochs=2,
+        train__device="cpu",
+        evaluate__misclassified_shown=5,
+        replicates__n=3,
+        replicates__jobs=2,
+    )
 
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               DATA_MIRROR=str(mirror), DVC_NO_ANALYTICS="1", GIT_CONFIG_NOSYSTEM="1")
+    env = dict(
+        os.environ,
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        DATA_MIRROR=str(mirror),
+        DVC_NO_ANALYTICS="1",
+        GIT_CONFIG_NOSYSTEM="1",
+    )
     env.pop("PYTHONPATH", None)  # stages must find the package from the repo root, as for a user
     sh(repo, env, "git", "init", "-q", "-b", "main")
     sh(repo, env, "git", "config", "user.name", "e2e test")
@@ -134,5 +161,3 @@ def e2e_repo(base: Path) -> tuple[Path, dict, subprocess.CompletedProcess]:
     shutil.copytree(ROOT / ".dvc/plots", repo / ".dvc/plots")
     first = sh(repo, env, "dvc", "repro")
     return repo, env, first
-
-

@@ -8,12 +8,9 @@ import dataclasses
 
 import pytest
 import torch
-
 from torch import nn
 
-from mnistbench import batched
-from mnistbench import evaluate as ev
-from mnistbench import models
+from mnistbench import batched, models
 from mnistbench.data import normalize
 from mnistbench.models import build_model, predict_logits
 from mnistbench.replicates import fit_replicates, quiet
@@ -45,11 +42,14 @@ def test_each_seed_starts_from_its_single_runs_exact_weights(model):
         build_model(mp).load_state_dict(got)  # the layouts a checkpoint needs
 
 
-@pytest.mark.parametrize("model, overrides", [
-    ({}, {}),
-    ({"arch": "linear"}, {}),
-    ({"activation": "gelu"}, {"schedule": "cosine", "augment_shift": 2.0, "augment_rotate": 10.0, "epochs": 2}),
-])
+@pytest.mark.parametrize(
+    "model, overrides",
+    [
+        ({}, {}),
+        ({"arch": "linear"}, {}),
+        ({"activation": "gelu"}, {"schedule": "cosine", "augment_shift": 2.0, "augment_rotate": 10.0, "epochs": 2}),
+    ],
+)
 def test_each_seed_follows_its_single_run_to_float_rounding(model, overrides):
     """Same init, same batches in the same order, same Adam: only the products' summation order
     differs, so after 9-18 steps each seed's weights and test logits are its single run's to ~1e-5."""
@@ -80,13 +80,17 @@ def test_a_cnn_is_refused_by_name():
         batched.fit_batched(model_params(arch="cnn", channels=(4,)), TRAIN, SEEDS, splits(), CPU)
 
 
-@pytest.mark.parametrize("layers, reason", [
-    (lambda: [nn.Linear(784, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 10)], "has a BatchNorm1d layer"),
-    (lambda: [nn.Linear(784, 16, bias=False), nn.ReLU(), nn.Linear(16, 10)], "has a linear layer without a bias"),
-    (lambda: [nn.Linear(784, 16), nn.SiLU(), nn.Linear(16, 10)], "has a SiLU layer"),
-])
+@pytest.mark.parametrize(
+    "layers, reason",
+    [
+        (lambda: [nn.Linear(784, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 10)], "has a BatchNorm1d layer"),
+        (lambda: [nn.Linear(784, 16, bias=False), nn.ReLU(), nn.Linear(16, 10)], "has a linear layer without a bias"),
+        (lambda: [nn.Linear(784, 16), nn.SiLU(), nn.Linear(16, 10)], "has a SiLU layer"),
+    ],
+)
 def test_a_model_that_is_not_a_chain_of_dense_layers_gets_its_reason(monkeypatch, layers, reason):
     """What a user's architecture may hold: the replicates then train its seeds one by one, saying why."""
+
     class Model(nn.Module):
         def __init__(self, params):
             super().__init__()
@@ -119,10 +123,19 @@ def test_on_cuda_a_cnn_trains_seed_by_seed_and_says_so():
     cuda = configure_torch(1, "cuda")
     lines = []
     params = dataclasses.replace(TRAIN, device="cuda")
-    results = fit_replicates(model_params(arch="cnn", channels=(4,), hidden=(8,)), params, SEEDS[:2], splits(cuda),
-                             cuda, jobs=2, log=lines.append)
+    results = fit_replicates(
+        model_params(arch="cnn", channels=(4,), hidden=(8,)),
+        params,
+        SEEDS[:2],
+        splits(cuda),
+        cuda,
+        jobs=2,
+        log=lines.append,
+    )
     assert len(results) == 2
-    assert lines[0] == "replicates: cnn has a Conv2d layer, so its seeds train one after another on the GPU, not batched"
+    assert (
+        lines[0] == "replicates: cnn has a Conv2d layer, so its seeds train one after another on the GPU, not batched"
+    )
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the device machine)")
@@ -134,8 +147,9 @@ def test_on_cuda_the_replicates_train_batched_and_repeat_to_the_bit():
     second = fit_replicates(model_params(), params, SEEDS, data, cuda, jobs=2, log=quiet)
     assert [scores for scores, _ in first] == [scores for scores, _ in second]
     assert all(torch.equal(a[k], b[k]) for (_, a), (_, b) in zip(first, second) for k in a)
-    on_cpu = fit_replicates(model_params(), dataclasses.replace(params, device="cpu"), SEEDS, splits(), CPU,
-                            jobs=1, log=quiet)
+    on_cpu = fit_replicates(
+        model_params(), dataclasses.replace(params, device="cpu"), SEEDS, splits(), CPU, jobs=1, log=quiet
+    )
     for (_, gpu), (_, cpu) in zip(first, on_cpu):  # batched on the GPU, single runs on the CPU
         for key in cpu:
             torch.testing.assert_close(gpu[key], cpu[key], rtol=1e-3, atol=1e-4)

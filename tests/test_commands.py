@@ -31,8 +31,14 @@ CASES = [  # the command and its arguments, what is wrong, the end of its one li
 
 def run(command: list[str], cwd: Path, **env) -> subprocess.CompletedProcess:
     """`mnistbench <command>` as a user types it (the console script's code: python -m commands)."""
-    return subprocess.run([sys.executable, "-m", "commands", *command], cwd=cwd, env={**ENV, **env},
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "commands", *command],
+        cwd=cwd,
+        env={**ENV, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.parametrize("command, fault, says", CASES, ids=[f"{c[0]}-{f}" for c, f, _ in CASES])
@@ -58,7 +64,8 @@ def test_every_command_has_help_and_an_unknown_one_lists_them(tmp_path):
         assert shown.returncode == 0 and shown.stdout.startswith(f"usage: mnistbench {name} "), shown.stderr
     unknown = run(["gaet"], tmp_path)
     assert unknown.returncode == 1 and unknown.stderr.strip() == (
-        f"mnistbench: error: no command 'gaet'; the commands: {', '.join(COMMANDS)}")
+        f"mnistbench: error: no command 'gaet'; the commands: {', '.join(COMMANDS)}"
+    )
 
 
 def tiny_prepared(folder):
@@ -74,13 +81,35 @@ def test_a_model_too_large_for_memory_ends_the_train_stage_in_one_line(tmp_path)
     tiny_prepared(tmp_path / "prepared")
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
     set_params(tmp_path / "params.yaml", train__device="cpu", model__hidden=[100_000_000_000])
-    result = subprocess.run([sys.executable, "-m", "stages.train", "--data", "prepared", "--model", "model.pt",
-                             "--metrics", "train.json", "--live", "live", "--run-info", "info.json", "--time", "time.json"],
-                            cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stages.train",
+            "--data",
+            "prepared",
+            "--model",
+            "model.pt",
+            "--metrics",
+            "train.json",
+            "--live",
+            "live",
+            "--run-info",
+            "info.json",
+            "--time",
+            "time.json",
+        ],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         "train: error: out of memory (313,600.0 GB asked); a smaller model (model.hidden, model.channels) or batch "
-        "(train.batch_size, evaluate.batch_size) needs less"], result.stderr
+        "(train.batch_size, evaluate.batch_size) needs less"
+    ], result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml", "prepared"]
 
 
@@ -91,7 +120,12 @@ def test_out_of_memory_is_told_from_other_errors():
     cuda = OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.2 GiB")
     assert out_of_memory(cuda) == " (2.00 GiB asked)"
     assert out_of_memory(MemoryError()) == ""
-    assert out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 2500000000 bytes.")) == " (2.5 GB asked)"
+    assert (
+        out_of_memory(
+            RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 2500000000 bytes.")
+        )
+        == " (2.5 GB asked)"
+    )
     assert out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) is None
 
 

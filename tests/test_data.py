@@ -12,10 +12,10 @@ import pytest
 import torch
 import torchvision
 
-from tests.helpers import ROOT, synthetic_digits, write_mirror
 from mnistbench import data, mirrors
 from mnistbench.files import FileFormatError, save_tensors
 from mnistbench.params import ParamsError, check_val_size
+from tests.helpers import ROOT, synthetic_digits, write_mirror
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist", "kmnist"])
@@ -30,21 +30,26 @@ def test_pinned_checksums_match_torchvisions_md5s(name):
 
 
 def test_every_dataset_params_yaml_allows_is_declared():
-    from mnistbench.params import PrepareParams
     import dataclasses as dc
+
+    from mnistbench.params import PrepareParams
+
     allowed = next(f for f in dc.fields(PrepareParams) if f.name == "dataset").metadata["choices"]
     manifest = json.loads(data.DATASETS_FILE.read_text())
     assert set(allowed) == set(manifest) - {"_comment"} == set(data.TORCHVISION_CLASSES)
 
 
-@pytest.mark.parametrize("value, roots", [
-    (None, []),
-    ("", []),
-    ("../shared/datasets", ["../shared/datasets"]),
-    ("/a:/b", ["/a", "/b"]),
-    ("https://example.org/data:/mnt/m", ["https://example.org/data", "/mnt/m"]),
-    ("/m:http://host:8080/x/y:file:///srv/d", ["/m", "http://host:8080/x/y", "file:///srv/d"]),
-])
+@pytest.mark.parametrize(
+    "value, roots",
+    [
+        (None, []),
+        ("", []),
+        ("../shared/datasets", ["../shared/datasets"]),
+        ("/a:/b", ["/a", "/b"]),
+        ("https://example.org/data:/mnt/m", ["https://example.org/data", "/mnt/m"]),
+        ("/m:http://host:8080/x/y:file:///srv/d", ["/m", "http://host:8080/x/y", "file:///srv/d"]),
+    ],
+)
 def test_parse_mirrors_keeps_url_colons(value, roots):
     assert mirrors.parse_mirrors(value) == roots
 
@@ -64,7 +69,10 @@ def test_unobtainable_names_the_first_file_no_folder_holds_and_defers_to_downloa
 
 def test_absolute_makes_folder_roots_absolute_and_keeps_urls(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert mirrors.absolute("../m:https://example.org:8080/d:/srv/x") == f"{tmp_path.parent}/m:https://example.org:8080/d:/srv/x"
+    assert (
+        mirrors.absolute("../m:https://example.org:8080/d:/srv/x")
+        == f"{tmp_path.parent}/m:https://example.org:8080/d:/srv/x"
+    )
 
 
 def test_fetch_parses_idx_files_from_a_directory_mirror(tmp_path, mirror):
@@ -143,25 +151,41 @@ def test_each_dataset_comes_from_its_own_folder_and_torchvision_reads_what_fetch
             data.fetch(tmp_path / "work2", [str(tmp_path / "mirror")], files, "mnist")
 
 
-@pytest.mark.skipif(not (ROOT.parent / "shared/datasets/mnist").is_dir(), reason="no MNIST mirror at ../shared/datasets")
+@pytest.mark.skipif(
+    not (ROOT.parent / "shared/datasets/mnist").is_dir(), reason="no MNIST mirror at ../shared/datasets"
+)
 def test_parse_idx_reads_real_mnist_as_torchvision_does(tmp_path):
     from torchvision.datasets.mnist import read_image_file, read_label_file
+
     for f in data.pinned("mnist").files[2:]:  # the test set: 10,000 images and labels
         src = ROOT.parent / "shared/datasets/mnist" / f.name
         content = data.verified_content(src, f, shown=src)
         (tmp_path / f.name).with_suffix("").write_bytes(content)
-        reference = (read_image_file if "-images-" in f.name else read_label_file)(str((tmp_path / f.name).with_suffix("")))
+        reference = (read_image_file if "-images-" in f.name else read_label_file)(
+            str((tmp_path / f.name).with_suffix(""))
+        )
         parsed = data.parse_idx(content, reference.dim(), shown=src)
         assert torch.equal(parsed.long() if reference.dim() == 1 else parsed, reference)
 
 
-@pytest.mark.parametrize("content, ndim, message", [
-    (b"", 3, r"not an IDX file of 3-dimensional unsigned bytes \(starts with nothing\)"),
-    (struct.pack(">IIII", 2051, 1, 28, 28) + bytes(784), 1, r"not an IDX file of 1-dimensional .*starts with 00000803"),
-    (struct.pack(">IIII", 0x0D03, 1, 28, 28) + bytes(4 * 784), 3, r"not an IDX file of 3-dim.*00000d03"),  # floats
-    (struct.pack(">IIII", 2051, 2, 28, 28) + bytes(784), 3, r"declares 1568 bytes of data \(2, 28, 28\), it holds 784"),
-    (struct.pack(">IIII", 2051, 1, 32, 32) + bytes(1024), 3, r"images are 32x32 pixels, expected 28x28"),
-])
+@pytest.mark.parametrize(
+    "content, ndim, message",
+    [
+        (b"", 3, r"not an IDX file of 3-dimensional unsigned bytes \(starts with nothing\)"),
+        (
+            struct.pack(">IIII", 2051, 1, 28, 28) + bytes(784),
+            1,
+            r"not an IDX file of 1-dimensional .*starts with 00000803",
+        ),
+        (struct.pack(">IIII", 0x0D03, 1, 28, 28) + bytes(4 * 784), 3, r"not an IDX file of 3-dim.*00000d03"),  # floats
+        (
+            struct.pack(">IIII", 2051, 2, 28, 28) + bytes(784),
+            3,
+            r"declares 1568 bytes of data \(2, 28, 28\), it holds 784",
+        ),
+        (struct.pack(">IIII", 2051, 1, 32, 32) + bytes(1024), 3, r"images are 32x32 pixels, expected 28x28"),
+    ],
+)
 def test_parse_idx_refuses_what_is_not_the_expected_idx_file(content, ndim, message):
     with pytest.raises(data.DataError, match=message) as err:
         data.parse_idx(content, ndim, shown=Path("mnist/x.gz"))

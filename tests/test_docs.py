@@ -18,8 +18,10 @@ LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 def anchors(page: Path) -> set[str]:
     """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
     text = re.sub(r"(?ms)^```.*?^```", "", page.read_text())  # not headings inside code blocks
-    return {re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-")
-            for m in re.finditer(r"(?m)^#{1,6} (.*)$", text)}
+    return {
+        re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-")
+        for m in re.finditer(r"(?m)^#{1,6} (.*)$", text)
+    }
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
@@ -76,8 +78,11 @@ def entry_point(command: str) -> list[str] | None:
 
 
 README_COMMANDS = [c for c in fenced_commands(ROOT / "README.md") if entry_point(c)]
+
+
 def inline_commands(page: Path) -> list[str]:
-    """Commands quoted in running text or tables: `mnistbench X ...`, `python -m lab.X ...`, `dvc X ...`, `time dvc X`."""
+    """Commands quoted in running text or tables: `mnistbench X ...`, `python -m lab.X ...`,
+    `dvc X ...`, `time dvc X`."""
     spans = re.findall(r"`(?:time )?((?:python -m (?:lab|commands)\.|mnistbench |dvc )[^`]*)`", page.read_text())
     return [span for span in spans if not span.startswith("dvc ") or re.match(r"dvc [a-z]+", span)]
 

@@ -50,12 +50,15 @@ def test_predict_logits_does_not_depend_on_batch_size():
     assert torch.allclose(predict_logits(model, x, 4), predict_logits(model, x, 25), atol=1e-6)
 
 
-@pytest.mark.parametrize("draw", [
-    lambda: ev.confusion_png(Y_TRUE, np.array(Y_PRED), [str(c) for c in range(10)]),
-    lambda: ev.report_png(Y_TRUE, np.array(Y_PRED), [str(c) for c in range(10)]),
-    lambda: ev.misclassified_png(torch.zeros(6, 28, 28, dtype=torch.uint8), Y_TRUE, np.array(Y_PRED), limit=5),
-    lambda: ev.misclassified_png(torch.zeros(6, 28, 28, dtype=torch.uint8), Y_TRUE, Y_TRUE, limit=5),  # none wrong
-])
+@pytest.mark.parametrize(
+    "draw",
+    [
+        lambda: ev.confusion_png(Y_TRUE, np.array(Y_PRED), [str(c) for c in range(10)]),
+        lambda: ev.report_png(Y_TRUE, np.array(Y_PRED), [str(c) for c in range(10)]),
+        lambda: ev.misclassified_png(torch.zeros(6, 28, 28, dtype=torch.uint8), Y_TRUE, np.array(Y_PRED), limit=5),
+        lambda: ev.misclassified_png(torch.zeros(6, 28, 28, dtype=torch.uint8), Y_TRUE, Y_TRUE, limit=5),  # none wrong
+    ],
+)
 def test_pictures_are_pngs_with_repeatable_bytes(draw):
     first, second = draw(), draw()
     assert first[:8] == b"\x89PNG\r\n\x1a\n"

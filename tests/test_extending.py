@@ -26,8 +26,12 @@ def appended() -> list[tuple[str, str]]:
 
 def commands() -> list[str]:
     """Every command of the doc's bash blocks, in order."""
-    return [line.strip() for block in re.findall(r"```bash\n(.*?)```", DOC, re.S) for line in block.splitlines()
-            if line.strip() and not line.startswith("#")]
+    return [
+        line.strip()
+        for block in re.findall(r"```bash\n(.*?)```", DOC, re.S)
+        for line in block.splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
 
 
 def test_the_doc_touches_one_python_file_for_the_model_and_one_for_the_optimizer():
@@ -95,6 +99,7 @@ def test_following_the_doc_adds_lenet_and_the_optimizers_end_to_end(tmp_path):
     from PIL import Image
 
     Image.new("L", (40, 40), 255).save(path / "blank.png")
-    predicted = subprocess.run([sys.executable, "-m", "commands", "predict", "blank.png"], cwd=path, env=env,
-                               capture_output=True, text=True)
+    predicted = subprocess.run(
+        [sys.executable, "-m", "commands", "predict", "blank.png"], cwd=path, env=env, capture_output=True, text=True
+    )
     assert predicted.returncode == 0 and predicted.stdout.startswith("blank.png: "), predicted.stderr

@@ -12,13 +12,23 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, set_params
 from mnistbench import data, files
+from tests.helpers import ROOT, set_params
 
-
-TRAIN_ARGS = ["--data", "data/prepared", "--model", "models/model.pt", "--metrics", "metrics/train.json",
-              "--live", "dvclive", "--run-info", "metrics/run_info.json",
-              "--time", "timings/train.json"]
+TRAIN_ARGS = [
+    "--data",
+    "data/prepared",
+    "--model",
+    "models/model.pt",
+    "--metrics",
+    "metrics/train.json",
+    "--live",
+    "dvclive",
+    "--run-info",
+    "metrics/run_info.json",
+    "--time",
+    "timings/train.json",
+]
 PREVIOUS = b"previous model, must survive"
 
 
@@ -39,8 +49,15 @@ def workspace(tmp_path, mirror):
 
 def start_train(workspace: Path, **popen) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.Popen([sys.executable, "-m", "stages.train", *TRAIN_ARGS], cwd=workspace, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    return subprocess.Popen(
+        [sys.executable, "-m", "stages.train", *TRAIN_ARGS],
+        cwd=workspace,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
 
 
 def wait_for_first_epoch(process: subprocess.Popen) -> None:
@@ -68,7 +85,8 @@ def test_ctrl_c_mid_training_stops_with_one_line_and_writes_nothing(workspace):
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 130
     assert stderr.strip().splitlines() == [
-        "train: interrupted; outputs already written are complete, the rest were not written"]
+        "train: interrupted; outputs already written are complete, the rest were not written"
+    ]
     assert (workspace / "models/model.pt").read_bytes() == PREVIOUS
     assert not (workspace / "metrics").exists() and leftovers(workspace) == []
 
@@ -85,8 +103,10 @@ def test_a_write_the_os_refuses_gives_one_line_and_keeps_the_previous_file(works
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 1
     lines = stderr.strip().splitlines()
-    assert lines == ["train: error: cannot write models/model.pt: file too large; a file-size limit is set "
-                     "(ulimit -f): raise it, then rerun"]
+    assert lines == [
+        "train: error: cannot write models/model.pt: file too large; a file-size limit is set "
+        "(ulimit -f): raise it, then rerun"
+    ]
     assert (workspace / "models/model.pt").read_bytes() == PREVIOUS
     assert leftovers(workspace) == []
 
@@ -97,6 +117,7 @@ def test_a_failed_rename_keeps_the_old_file_and_removes_the_temp(tmp_path, monke
 
     def refuse(*_):
         raise OSError(30, "Read-only file system")
+
     monkeypatch.setattr(files.os, "replace", refuse)
     with pytest.raises(OSError, match="Read-only"):
         files.write_bytes(target, b"new")

@@ -8,23 +8,26 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT
 from commands.gate import FAIL, PASS, REPLICATES, UNDECIDED, Sample, decide, gate, table, welch
 from mnistbench.params import GateParams
+from tests.helpers import ROOT
 
 RULES = GateParams(significance=0.01, min_drop=0.001, min_accuracy=0.97)
 BASE = Sample(10, 0.9766, 0.0023)
 
 
-@pytest.mark.parametrize("current, code", [
-    (Sample(10, 0.9790, 0.0020), PASS),      # better
-    (Sample(10, 0.9760, 0.0023), PASS),      # a neutral redraw: 0.06 pp lower, p about 0.3
-    (Sample(10, 0.9736, 0.0023), FAIL),      # 0.3 pp lower: p about 0.004
-    (Sample(10, 0.9716, 0.0023), FAIL),      # 0.5 pp lower
-    (Sample(100, 0.9760, 0.0001), PASS),     # significant (p < 1e-6) but under the meaningful drop of 0.1 pp
-    (Sample(3, 0.9690, 0.0010), FAIL),       # under the floor
-    (None, UNDECIDED),                       # workspace unreadable
-])
+@pytest.mark.parametrize(
+    "current, code",
+    [
+        (Sample(10, 0.9790, 0.0020), PASS),  # better
+        (Sample(10, 0.9760, 0.0023), PASS),  # a neutral redraw: 0.06 pp lower, p about 0.3
+        (Sample(10, 0.9736, 0.0023), FAIL),  # 0.3 pp lower: p about 0.004
+        (Sample(10, 0.9716, 0.0023), FAIL),  # 0.5 pp lower
+        (Sample(100, 0.9760, 0.0001), PASS),  # significant (p < 1e-6) but under the meaningful drop of 0.1 pp
+        (Sample(3, 0.9690, 0.0010), FAIL),  # under the floor
+        (None, UNDECIDED),  # workspace unreadable
+    ],
+)
 def test_decide(current, code):
     assert decide(BASE, current, RULES).code == code
 
@@ -37,6 +40,7 @@ def test_decide_without_baseline():
 def test_welch_agrees_with_scipy_on_raw_samples():
     """The summary-statistics Welch test against scipy's own on the samples behind them."""
     from scipy import stats
+
     a = [0.9800, 0.9791, 0.9748, 0.9761, 0.9777, 0.9729, 0.9735, 0.9760, 0.9745, 0.9789]
     b = [0.9731, 0.9752, 0.9702, 0.9744, 0.9716, 0.9738, 0.9760, 0.9721]
     summary = lambda xs: Sample(len(xs), statistics.fmean(xs), statistics.stdev(xs))  # noqa: E731
@@ -62,14 +66,27 @@ def flat(n=10, mean=0.9766, sd=0.0023) -> dict:
     return {f"{m}.{f}": v for m in ("accuracy", "macro_f1", "loss") for f, v in (("n", n), ("mean", mean), ("sd", sd))}
 
 
-@pytest.mark.parametrize("old, new, words", [
-    (flat(), {**flat(), "accuracy.sd": None}, "the workspace has metrics/replicates.json whose accuracy.sd is missing"),
-    (flat(), {**flat(), "accuracy.mean": "high"}, "whose accuracy.mean is not a number ('high')"),
-    ({**flat(), "accuracy.n": 1}, flat(), "the baseline has metrics/replicates.json with n = 1 and sd = 0.0023 (needs n >= 2"),
-    ({}, flat(), "the baseline has no readable metrics/replicates.json"),
-])
+@pytest.mark.parametrize(
+    "old, new, words",
+    [
+        (
+            flat(),
+            {**flat(), "accuracy.sd": None},
+            "the workspace has metrics/replicates.json whose accuracy.sd is missing",
+        ),
+        (flat(), {**flat(), "accuracy.mean": "high"}, "whose accuracy.mean is not a number ('high')"),
+        (
+            {**flat(), "accuracy.n": 1},
+            flat(),
+            "the baseline has metrics/replicates.json with n = 1 and sd = 0.0023 (needs n >= 2",
+        ),
+        ({}, flat(), "the baseline has no readable metrics/replicates.json"),
+    ],
+)
 def test_unreadable_fields_cannot_decide(old, new, words):
-    *_, verdict = gate(diff_of(old, new) if old else {REPLICATES: {k: {"old": None, "new": v} for k, v in new.items()}}, RULES)
+    *_, verdict = gate(
+        diff_of(old, new) if old else {REPLICATES: {k: {"old": None, "new": v} for k, v in new.items()}}, RULES
+    )
     assert verdict.code == UNDECIDED
     assert words in verdict.reason
 
@@ -82,11 +99,15 @@ def test_table_names_the_numbers_and_the_reason():
     assert verdict.code == FAIL
     assert "| test accuracy | 0.9766 ± 0.0023 (10) | 0.9700 ± 0.0020 (10) | -0.0066 [-0.0086, -0.0046] |" in text
     assert "| **FAIL** |" in text
-    assert "| test accuracy of the single model (metrics/test.json, one draw) | 0.9800 | 0.9750 | -0.0050 |  | info |" in text
+    assert (
+        "| test accuracy of the single model (metrics/test.json, one draw) | 0.9800 | 0.9750 | -0.0050 |  | info |"
+        in text
+    )
     assert "mean test accuracy dropped 0.0066 (0.9766 -> 0.9700" in text
 
 
 # --- the real command, with the real `dvc metrics diff`, in a temporary git repository ---
+
 
 def git(repo, *args):
     subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
@@ -96,8 +117,9 @@ def write_metrics(repo: Path, mean: float, sd: float = 0.0023, n: int = 10) -> N
     """The replicates' summary as the stage writes it, and a single-model accuracy beside it."""
     (repo / "metrics").mkdir(exist_ok=True)
     summary = {"n": n, "mean": mean, "sd": sd, "min": mean - 2 * sd, "max": mean + 2 * sd}
-    (repo / "metrics/replicates.json").write_text(json.dumps({"accuracy": summary, "macro_f1": summary,
-                                                              "loss": {**summary, "mean": 0.09}}))
+    (repo / "metrics/replicates.json").write_text(
+        json.dumps({"accuracy": summary, "macro_f1": summary, "loss": {**summary, "mean": 0.09}})
+    )
     (repo / "metrics/test.json").write_text(json.dumps({"accuracy": mean + 0.001, "macro_f1": mean, "loss": 0.1}))
 
 
@@ -120,8 +142,14 @@ def history_repo(tmp_path_factory):
     git(repo, "commit", "-qm", "accuracy 0.9766 +- 0.0023")
 
     def gate(*args):
-        return subprocess.run([sys.executable, "-m", "commands.gate", *args], cwd=repo, capture_output=True,
-                              text=True, env=dict(env, PYTHONPATH=str(ROOT)))
+        return subprocess.run(
+            [sys.executable, "-m", "commands.gate", *args],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            env=dict(env, PYTHONPATH=str(ROOT)),
+        )
+
     return repo, gate
 
 
@@ -135,12 +163,24 @@ def history(history_repo):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mean, code, words", [
-    (0.9800, PASS, "| test accuracy | 0.9766 ± 0.0023 (10) | 0.9800 ± 0.0023 (10) | +0.0034 [+0.0012, +0.0056] | 1 | pass |"),
-    (0.9756, PASS, "| test accuracy | 0.9766 ± 0.0023 (10) | 0.9756 ± 0.0023 (10) | -0.0010 [-0.0032, +0.0012] | 0.17 | pass |"),
-    (0.9716, FAIL, "mean test accuracy dropped 0.0050 (0.9766 -> 0.9716, p = 6.3e-05 < 0.01"),
-    (0.9650, FAIL, "below the floor 0.9700"),
-])
+@pytest.mark.parametrize(
+    "mean, code, words",
+    [
+        (
+            0.9800,
+            PASS,
+            "| test accuracy | 0.9766 ± 0.0023 (10) | 0.9800 ± 0.0023 (10) | +0.0034 [+0.0012, +0.0056] | 1 | pass |",
+        ),
+        (
+            0.9756,
+            PASS,
+            "| test accuracy | 0.9766 ± 0.0023 (10) | 0.9756 ± 0.0023 (10) | -0.0010 [-0.0032, +0.0012] | 0.17 "
+            "| pass |",
+        ),
+        (0.9716, FAIL, "mean test accuracy dropped 0.0050 (0.9766 -> 0.9716, p = 6.3e-05 < 0.01"),
+        (0.9650, FAIL, "below the floor 0.9700"),
+    ],
+)
 def test_gate_against_the_previous_commit(history, mean, code, words):
     repo, gate = history
     write_metrics(repo, mean)
@@ -151,10 +191,13 @@ def test_gate_against_the_previous_commit(history, mean, code, words):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("baseline, words", [
-    ("HEAD~1", "the baseline has no readable metrics/replicates.json"),  # a commit from before the metrics
-    ("no-such-rev", "unknown Git revision 'no-such-rev'"),
-])
+@pytest.mark.parametrize(
+    "baseline, words",
+    [
+        ("HEAD~1", "the baseline has no readable metrics/replicates.json"),  # a commit from before the metrics
+        ("no-such-rev", "unknown Git revision 'no-such-rev'"),
+    ],
+)
 def test_gate_cannot_decide_without_baseline_metrics(history, baseline, words):
     _, gate = history
     result = gate("--baseline", baseline)

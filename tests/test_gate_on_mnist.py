@@ -15,12 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT
 from commands.gate import FAIL, PASS
+from tests.helpers import ROOT
 
-pytestmark = pytest.mark.skipif(os.environ.get("MNISTBENCH_GATE_ON_MNIST") != "1",
-                                reason="runs dvc exp run on real MNIST in this checkout: .ci/run sets "
-                                       "MNISTBENCH_GATE_ON_MNIST=1 after `make pipeline`")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        os.environ.get("MNISTBENCH_GATE_ON_MNIST") != "1",
+        reason="runs dvc exp run on real MNIST in this checkout: .ci/run sets "
+        "MNISTBENCH_GATE_ON_MNIST=1 after `make pipeline`",
+    ),
+]
 ENV = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1")
 
 
@@ -35,11 +40,14 @@ def workspace_put_back():
     run("dvc", "checkout", "-q")
 
 
-@pytest.mark.parametrize("change, code", [
-    ("train.seed=100", PASS),   # neutral: another block of seeds, 100..109
-    ("train.epochs=3", FAIL),   # a real regression of about 0.5 pp
-    ("train.lr=0.5", FAIL),     # a broken one
-])
+@pytest.mark.parametrize(
+    "change, code",
+    [
+        ("train.seed=100", PASS),  # neutral: another block of seeds, 100..109
+        ("train.epochs=3", FAIL),  # a real regression of about 0.5 pp
+        ("train.lr=0.5", FAIL),  # a broken one
+    ],
+)
 def test_gate_on_an_experiment(workspace_put_back, change, code):
     assert run("dvc", "status", "--quiet").returncode == 0, "reproduce the committed pipeline first"
     exp = run("dvc", "exp", "run", "-S", change)

@@ -19,8 +19,12 @@ def test_a_malformed_override_is_one_line_naming_it(bad):
 
 def test_every_combination_first_key_slowest():
     runs = grid.combinations([("model.arch", ["mlp", "cnn"]), ("train.lr", ["0.1", "0.2"])])
-    assert runs == [["model.arch=mlp", "train.lr=0.1"], ["model.arch=mlp", "train.lr=0.2"],
-                    ["model.arch=cnn", "train.lr=0.1"], ["model.arch=cnn", "train.lr=0.2"]]
+    assert runs == [
+        ["model.arch=mlp", "train.lr=0.1"],
+        ["model.arch=mlp", "train.lr=0.2"],
+        ["model.arch=cnn", "train.lr=0.1"],
+        ["model.arch=cnn", "train.lr=0.2"],
+    ]
 
 
 def test_dry_run_prints_the_commands(monkeypatch, capsys):
@@ -31,31 +35,69 @@ def test_dry_run_prints_the_commands(monkeypatch, capsys):
 
 def node(rev, name, accuracy, arch="mlp", dataset="mnist", experiments=None, seconds=8.2, replicates=None):
     """A `dvc exp show --json` node; replicates: (mean, sd, n) of metrics/replicates.json, if any."""
-    return {"rev": rev, "name": name, "experiments": experiments, "data": {
+    return {
         "rev": rev,
-        "params": {"params.yaml": {"data": {
-            "prepare": {"dataset": dataset},
-            "model": {"arch": arch, "hidden": [128, 64], "activation": "relu", "dropout": 0.0, "channels": [32, 64]},
-            "train": {"epochs": 11, "batch_size": 64, "lr": 0.001, "schedule": "constant",
-                      "augment_shift": 0, "augment_rotate": 0}}}},
-        "metrics": {"metrics/test.json": {"data": {"accuracy": accuracy, "macro_f1": accuracy - 0.001}},
-                    "metrics/train.json": {"data": {"parameters": 109386}},
-                    "metrics/time/train.json": {"data": {"train_seconds": seconds, "threads": 1}},
-                    "metrics/time/evaluate.json": {"data": {"latency_ms_per_image": 0.0312}},
-                    **({"metrics/replicates.json": {"data": {"accuracy": dict(zip(("mean", "sd", "n"), replicates))}}}
-                       if replicates else {})}}}
+        "name": name,
+        "experiments": experiments,
+        "data": {
+            "rev": rev,
+            "params": {
+                "params.yaml": {
+                    "data": {
+                        "prepare": {"dataset": dataset},
+                        "model": {
+                            "arch": arch,
+                            "hidden": [128, 64],
+                            "activation": "relu",
+                            "dropout": 0.0,
+                            "channels": [32, 64],
+                        },
+                        "train": {
+                            "epochs": 11,
+                            "batch_size": 64,
+                            "lr": 0.001,
+                            "schedule": "constant",
+                            "augment_shift": 0,
+                            "augment_rotate": 0,
+                        },
+                    }
+                }
+            },
+            "metrics": {
+                "metrics/test.json": {"data": {"accuracy": accuracy, "macro_f1": accuracy - 0.001}},
+                "metrics/train.json": {"data": {"parameters": 109386}},
+                "metrics/time/train.json": {"data": {"train_seconds": seconds, "threads": 1}},
+                "metrics/time/evaluate.json": {"data": {"latency_ms_per_image": 0.0312}},
+                **(
+                    {"metrics/replicates.json": {"data": {"accuracy": dict(zip(("mean", "sd", "n"), replicates))}}}
+                    if replicates
+                    else {}
+                ),
+            },
+        },
+    }
 
 
 def test_leaderboard_ranks_runs_and_experiments_by_their_replicates_mnist_first():
     shown = [
         {"rev": "workspace", "name": None, "data": node("workspace", None, 0.5)["data"], "experiments": None},
-        node("a" * 40, "main", 0.98, replicates=(0.9766, 0.0023, 10), experiments=[
-            # a lucky single draw does not outrank a better mean
-            {"name": "lucky", "revs": [node("e" * 40, "lucky", 0.999, replicates=(0.9701, 0.0041, 10))]},
-            {"name": "cnn-run", "revs": [node("b" * 40, "cnn-run", 0.994, arch="cnn", seconds=153.0,
-                                              replicates=(0.9931, 0.0008, 3))]},
-            {"name": "fashion", "revs": [node("c" * 40, "fashion", 0.91, arch="cnn", dataset="fashion-mnist")]},
-        ]),
+        node(
+            "a" * 40,
+            "main",
+            0.98,
+            replicates=(0.9766, 0.0023, 10),
+            experiments=[
+                # a lucky single draw does not outrank a better mean
+                {"name": "lucky", "revs": [node("e" * 40, "lucky", 0.999, replicates=(0.9701, 0.0041, 10))]},
+                {
+                    "name": "cnn-run",
+                    "revs": [
+                        node("b" * 40, "cnn-run", 0.994, arch="cnn", seconds=153.0, replicates=(0.9931, 0.0008, 3))
+                    ],
+                },
+                {"name": "fashion", "revs": [node("c" * 40, "fashion", 0.91, arch="cnn", dataset="fashion-mnist")]},
+            ],
+        ),
     ]
     found = leaderboard.runs(shown)
     assert [r["name"] for r in found] == ["main", "lucky", "cnn-run", "fashion"]  # the workspace is not a run
@@ -63,8 +105,9 @@ def test_leaderboard_ranks_runs_and_experiments_by_their_replicates_mnist_first(
     assert table[0].startswith("| experiment | dataset | model |")
     assert table[2].startswith("| cnn-run (bbbbbbb) | mnist | cnn 32-64 128-64 relu |")
     assert table[2].endswith("| 0.9931 ± 0.0008 (3) | 0.9940 | 0.9930 | 109,386 |")
-    assert table[3].startswith("| main (aaaaaaa) | mnist | mlp 128-64 relu | 11 ep, batch 64, adam lr 0.001 | "
-                               "0.9766 ± 0.0023 (10) |")
+    assert table[3].startswith(
+        "| main (aaaaaaa) | mnist | mlp 128-64 relu | 11 ep, batch 64, adam lr 0.001 | 0.9766 ± 0.0023 (10) |"
+    )
     assert table[4].startswith("| lucky (eeeeeee) |")
     assert table[5].startswith("| fashion (ccccccc) | fashion-mnist |") and "| - | 0.9100 |" in table[5]
 
@@ -78,12 +121,15 @@ def test_an_architecture_no_longer_registered_is_shown_by_its_name_alone():
     """It labelled every unknown arch "mlp 128-64"; the model.* keys shown are those the arch reads."""
     assert leaderboard.describe_model({"arch": "lenet", "hidden": [128, 64], "channels": [32, 64]}) == "lenet"
     assert leaderboard.describe_model({"arch": "linear", "hidden": [128, 64]}) == "linear"
-    assert leaderboard.describe_model({"arch": "mlp", "hidden": [32], "activation": "gelu", "dropout": 0.2}) == \
-        "mlp 32 gelu dropout 0.2"
+    assert (
+        leaderboard.describe_model({"arch": "mlp", "hidden": [32], "activation": "gelu", "dropout": 0.2})
+        == "mlp 32 gelu dropout 0.2"
+    )
 
 
 def test_grid_refuses_a_repository_without_a_commit(tmp_path, monkeypatch):
     import subprocess
+
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("sys.argv", ["grid", "-S", "train.lr=0.1,0.2"])
@@ -93,6 +139,7 @@ def test_grid_refuses_a_repository_without_a_commit(tmp_path, monkeypatch):
 
 def test_ctrl_c_still_puts_the_workspace_back_and_exits_130(monkeypatch, capsys):
     import subprocess
+
     restored = []
     monkeypatch.setattr(grid, "dirty", lambda paths: [])
     monkeypatch.setattr(grid, "restore", lambda: restored.append(True))

@@ -40,8 +40,10 @@ def experiments(path: Path, env: dict) -> dict[str, dict]:
         for exp in node.get("experiments") or []:
             for rev in exp["revs"]:
                 if not rev.get("error"):
-                    found[exp["name"]] = {"params": rev["data"]["params"]["params.yaml"]["data"],
-                                          "metrics": rev["data"]["metrics"]}
+                    found[exp["name"]] = {
+                        "params": rev["data"]["params"]["params.yaml"]["data"],
+                        "metrics": rev["data"]["metrics"],
+                    }
     return found
 
 
@@ -63,17 +65,25 @@ def test_two_runs_at_once_come_back_as_experiments_and_a_rerun_restores_them(rep
     assert tracked_state(path, env) == state  # the workspace was never touched
 
     again = sh(path, env, *GRID, "--jobs", "2", "-S", "train.lr=0.02,0.03", "-S", "train.epochs=1")
-    assert again.stdout.count("3 stage(s) restored from the run cache") == 2, again.stdout  # train, evaluate, replicates
+    assert again.stdout.count("3 stage(s) restored from the run cache") == 2, (
+        again.stdout
+    )  # train, evaluate, replicates
     board = sh(path, env, sys.executable, "-m", "commands.leaderboard").stdout
     assert sum("1 ep, batch 64, adam lr 0.02" in line for line in board.splitlines()) == 2
 
 
-@pytest.mark.parametrize("args, message", [
-    (["-S", "train.lrr=0.1"], "grid: error: -S train.lrr=0.1: params.yaml has no key train.lrr"),
-    (["-S", "train.lr=0.1,-1"], "grid: error: -S train.lr=-1: params.yaml: train.lr = -1.0: must be > 0.0"),
-    (["--address", "127.0.0.1:9", "-S", "train.lr=0.1"], "grid: error: no Ray cluster answers at 127.0.0.1:9"),
-    (["--address", "auto", "--git-remote", "nowhere", "-S", "train.lr=0.1"], "grid: error: no git remote 'nowhere'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-S", "train.lrr=0.1"], "grid: error: -S train.lrr=0.1: params.yaml has no key train.lrr"),
+        (["-S", "train.lr=0.1,-1"], "grid: error: -S train.lr=-1: params.yaml: train.lr = -1.0: must be > 0.0"),
+        (["--address", "127.0.0.1:9", "-S", "train.lr=0.1"], "grid: error: no Ray cluster answers at 127.0.0.1:9"),
+        (
+            ["--address", "auto", "--git-remote", "nowhere", "-S", "train.lr=0.1"],
+            "grid: error: no git remote 'nowhere'",
+        ),
+    ],
+)
 def test_bad_input_is_one_line_before_any_run(repo, args, message):
     path, env = repo
     before, state = set(experiments(path, env)), tracked_state(path, env)
@@ -110,8 +120,14 @@ def dvc_runs(under: str = "mnistbench-grid-") -> list[tuple[int, int]]:
 def test_a_killed_worker_is_retried_and_every_run_comes_back_once(repo):
     path, env = repo
     before = set(experiments(path, env))
-    grid = subprocess.Popen([*GRID, "--jobs", "2", "-S", "train.seed=11,12", "-S", "train.epochs=3"], cwd=path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    grid = subprocess.Popen(
+        [*GRID, "--jobs", "2", "-S", "train.seed=11,12", "-S", "train.epochs=3"],
+        cwd=path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while len(dvc_runs()) < 2 and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -142,8 +158,14 @@ def grid_processes() -> list[int]:
 def test_ctrl_c_keeps_the_finished_run_and_leaves_nothing_running(repo):
     path, env = repo
     before, state = set(experiments(path, env)), tracked_state(path, env)
-    grid = subprocess.Popen([*GRID, "--jobs", "2", "-S", "train.epochs=1,100000", "-S", "train.seed=31"], cwd=path,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    grid = subprocess.Popen(
+        [*GRID, "--jobs", "2", "-S", "train.epochs=1,100000", "-S", "train.seed=31"],
+        cwd=path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines = []
     for line in grid.stdout:  # the 1-epoch run finishes; the other trains on
         lines.append(line)
@@ -166,14 +188,24 @@ def test_ctrl_c_keeps_the_finished_run_and_leaves_nothing_running(repo):
 def test_two_grids_at_once_both_succeed_and_a_grid_in_turn_refuses_meanwhile(repo):
     path, env = repo
     before = set(experiments(path, env))
-    grids = [subprocess.Popen([*GRID, "--jobs", "2", "-S", f"train.seed={21 + i},{23 + i}", "-S", "train.epochs=1"],
-                              cwd=path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for i in range(2)]
+    grids = [
+        subprocess.Popen(
+            [*GRID, "--jobs", "2", "-S", f"train.seed={21 + i},{23 + i}", "-S", "train.epochs=1"],
+            cwd=path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
     time.sleep(6)  # both past their checks, holding the grid lock
     in_turn = sh(path, env, *GRID, "-S", "train.lr=0.1", check=False)
     outs = [g.communicate(timeout=400)[0] for g in grids]
     assert all(g.returncode == 0 for g in grids), outs
-    assert in_turn.returncode == 1 and in_turn.stderr.startswith("grid: error: another grid is running in this repository")
+    assert in_turn.returncode == 1 and in_turn.stderr.startswith(
+        "grid: error: another grid is running in this repository"
+    )
     new = {k: v for k, v in experiments(path, env).items() if k not in before}
     assert sorted(v["params"]["train"]["seed"] for v in new.values()) == [21, 22, 23, 24]
 
@@ -200,18 +232,36 @@ def test_a_two_node_cluster_sees_the_repository_only_through_its_git_and_dvc_rem
         sh(path, env, "dvc", "push", "-q")
         # a remote the driver reaches and the workers do not: a path relative to the repository
         sh(path, env, "git", "remote", "set-url", "origin", os.path.relpath(bare, path))
-        unreachable = sh(path, env, *GRID, "--jobs", "2", "--address", cluster.address, "-S", "train.lr=0.1", check=False)
+        unreachable = sh(
+            path, env, *GRID, "--jobs", "2", "--address", cluster.address, "-S", "train.lr=0.1", check=False
+        )
         sh(path, env, "git", "remote", "set-url", "origin", str(bare))
         started = time.monotonic()
-        grid = sh(path, env, *GRID, "--jobs", "2", "--address", cluster.address,
-                  "-S", "train.lr=0.04,0.05", "-S", "train.epochs=1")
+        grid = sh(
+            path,
+            env,
+            *GRID,
+            "--jobs",
+            "2",
+            "--address",
+            cluster.address,
+            "-S",
+            "train.lr=0.04,0.05",
+            "-S",
+            "train.epochs=1",
+        )
         print(f"two-node grid of 2 runs: {time.monotonic() - started:.1f} s")
     finally:
         cluster.shutdown()
-    assert no_git.returncode == 1 and "is not on the git remote origin: `git push` it first" in no_git.stderr, no_git.stderr
-    assert no_dvc.returncode == 1 and "the default DVC remote" in no_dvc.stderr and "dvc push" in no_dvc.stderr, no_dvc.stderr
+    assert no_git.returncode == 1 and "is not on the git remote origin: `git push` it first" in no_git.stderr, (
+        no_git.stderr
+    )
+    assert no_dvc.returncode == 1 and "the default DVC remote" in no_dvc.stderr and "dvc push" in no_dvc.stderr, (
+        no_dvc.stderr
+    )
     assert unreachable.returncode == 1 and unreachable.stderr.startswith(
-        f"grid: error: cannot clone the git remote {os.path.relpath(bare, path)} from "), unreachable.stderr
+        f"grid: error: cannot clone the git remote {os.path.relpath(bare, path)} from "
+    ), unreachable.stderr
     assert len(unreachable.stderr.strip().splitlines()) == 1
     assert "2 CPUs on 2 node(s)" in grid.stdout and "grid: 2 of 2 run" in grid.stdout, grid.stdout
     new = {k: v for k, v in experiments(path, env).items() if k not in before}

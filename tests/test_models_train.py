@@ -2,7 +2,6 @@ import os
 
 import pytest
 import torch
-
 from torch import nn
 
 from mnistbench import models
@@ -51,9 +50,17 @@ def test_linear_and_cnn_shapes():
     assert one_block(torch.zeros(2, 784)).shape == (2, 10)  # 28 -> 14
 
 
-@pytest.mark.parametrize("changes", [{}, {"arch": "linear"}, {"arch": "cnn"}, {"hidden": (300, 7, 5), "dropout": 0.5},
-                                     {"arch": "cnn", "channels": (4,), "hidden": (16,)},
-                                     {"arch": "cnn", "channels": (3, 5, 6), "hidden": (9, 2), "activation": "gelu"}])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"arch": "linear"},
+        {"arch": "cnn"},
+        {"hidden": (300, 7, 5), "dropout": 0.5},
+        {"arch": "cnn", "channels": (4,), "hidden": (16,)},
+        {"arch": "cnn", "channels": (3, 5, 6), "hidden": (9, 2), "activation": "gelu"},
+    ],
+)
 def test_parameter_count_on_the_meta_device_is_build_models(changes):
     """validate refuses a model too large for memory from this count (models.check_memory)."""
     model = model_params(**changes)
@@ -62,7 +69,13 @@ def test_parameter_count_on_the_meta_device_is_build_models(changes):
 
 def test_dropout_modules_only_when_asked_and_the_seeds_layer_names_kept():
     assert [k for k in build_model(model_params()).state_dict()] == [
-        "layers.0.weight", "layers.0.bias", "layers.2.weight", "layers.2.bias", "layers.4.weight", "layers.4.bias"]
+        "layers.0.weight",
+        "layers.0.bias",
+        "layers.2.weight",
+        "layers.2.bias",
+        "layers.4.weight",
+        "layers.4.bias",
+    ]
     with_dropout = build_model(model_params(dropout=0.5, activation="gelu"))
     kinds = [type(m).__name__ for m in with_dropout.layers]
     assert kinds == ["PortableLinear", "GELU", "Dropout", "PortableLinear", "GELU", "Dropout", "PortableLinear"]
@@ -110,8 +123,11 @@ def test_a_registered_architecture_is_built_counted_and_checkpointed_with_no_edi
     x = torch.randn(3, 784)
     assert torch.equal(loaded(x), model.eval()(x))
     monkeypatch.delitem(models.ARCHITECTURES, "tiny")
-    with pytest.raises(FileFormatError, match=r"a checkpoint of model\.arch = 'tiny', which is not registered in "
-                                              r"mnistbench/models\.py \(registered: mlp, linear, cnn\)"):
+    with pytest.raises(
+        FileFormatError,
+        match=r"a checkpoint of model\.arch = 'tiny', which is not registered in "
+        r"mnistbench/models\.py \(registered: mlp, linear, cnn\)",
+    ):
         load_checkpoint(tmp_path / "tiny.pt")
 
 
@@ -170,8 +186,10 @@ def test_a_few_training_steps_reduce_the_loss():
 
 def test_fit_returns_one_history_row_per_epoch_and_is_repeatable():
     train, val = tiny_xy(200, seed=5), tiny_xy(50, seed=6)
-    runs = [fit(model_params(hidden=(16,)), train_params(epochs=3), train, val, torch.device("cpu"), log=lambda _: None)
-            for _ in range(2)]
+    runs = [
+        fit(model_params(hidden=(16,)), train_params(epochs=3), train, val, torch.device("cpu"), log=lambda _: None)
+        for _ in range(2)
+    ]
     (model_a, history_a, seconds_a), (model_b, history_b, _) = runs
     assert len(seconds_a) == 3 and all(s > 0 for s in seconds_a)
     assert [row["epoch"] for row in history_a] == [1, 2, 3]
@@ -231,7 +249,9 @@ def test_a_checkpoint_of_another_shape_is_refused_with_the_reason(tmp_path):
     ckpt = torch.load(tmp_path / "m.pt", weights_only=True)
     ckpt["model"]["hidden"] = [64]
     torch.save(ckpt, tmp_path / "lying.pt")
-    with pytest.raises(FileFormatError, match=r"do not fit the model its metadata describes \(mlp, hidden=\[64\]\).*size mismatch"):
+    with pytest.raises(
+        FileFormatError, match=r"do not fit the model its metadata describes \(mlp, hidden=\[64\]\).*size mismatch"
+    ):
         load_checkpoint(tmp_path / "lying.pt")
 
 
@@ -253,6 +273,7 @@ def test_garbage_and_foreign_files_are_refused(tmp_path):
 
 def test_augmentation_is_seeded_moves_digits_and_keeps_the_background():
     from mnistbench.train import Augment
+
     images, _ = synthetic_digits(8, seed=3)
     images[:, :4, :] = 0  # a black band at the top: the only pixels known to be background
     x = normalize(images, 0.1307, 0.3081)
@@ -282,7 +303,8 @@ def test_augmentation_leaves_the_shuffle_and_the_default_run_alone():
 def test_training_with_augmentation_is_repeatable_and_still_learns():
     train, val = tiny_xy(300, seed=5), tiny_xy(100, seed=6)
     params = train_params(epochs=4, batch_size=32, augment_shift=1.0, augment_rotate=8.0)
-    runs = [fit(model_params(hidden=(32,)), params, train, val, torch.device("cpu"), log=lambda _: None)
-            for _ in range(2)]
+    runs = [
+        fit(model_params(hidden=(32,)), params, train, val, torch.device("cpu"), log=lambda _: None) for _ in range(2)
+    ]
     assert runs[0][1] == runs[1][1]
     assert runs[0][1][-1]["val_accuracy"] > 0.9

@@ -24,7 +24,7 @@ def train(arch: str, make_optimizer, make_schedule, steps: int = 25):
     schedule = make_schedule(optimizer)
     lrs = []
     for i in range(steps):
-        loss = F.cross_entropy(model(x[16 * i:16 * (i + 1)]), labels[16 * i:16 * (i + 1)])
+        loss = F.cross_entropy(model(x[16 * i : 16 * (i + 1)]), labels[16 * i : 16 * (i + 1)])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -47,9 +47,14 @@ OURS_AND_TORCHS = {  # train.optimizer, and its weight decay: what torch.optim b
 @pytest.mark.parametrize("name, decay", list(OURS_AND_TORCHS))
 def test_weights_and_learning_rates_are_bit_identical_to_torch_optim(arch, cosine, name, decay):
     params = train_params(optimizer=name, lr=0.003, weight_decay=decay, momentum=0.9)
-    ours = train(arch, lambda p: build_optimizer(params, p), lambda o: CosineDecay(o, total_steps=25) if cosine else None)
-    theirs = train(arch, OURS_AND_TORCHS[name, decay],
-                   lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=25) if cosine else None)
+    ours = train(
+        arch, lambda p: build_optimizer(params, p), lambda o: CosineDecay(o, total_steps=25) if cosine else None
+    )
+    theirs = train(
+        arch,
+        OURS_AND_TORCHS[name, decay],
+        lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=25) if cosine else None,
+    )
     assert ours[1] == theirs[1]  # every learning rate, as floats
     assert all(torch.equal(a, b) for a, b in zip(ours[0], theirs[0]))
     still = train(arch, lambda p: build_optimizer(train_params(optimizer=name, lr=1e-30), p), lambda o: None)[0]
@@ -68,8 +73,9 @@ def test_the_fused_path_has_torch_optims_state_dict_and_torch_optim_loads_it(nam
     assert mine["state"].keys() == torchs["state"].keys()
     for i, state in torchs["state"].items():
         assert state.keys() == mine["state"][i].keys()
-        assert all(torch.equal(state[k], mine["state"][i][k]) and state[k].dtype == mine["state"][i][k].dtype
-                   for k in state)
+        assert all(
+            torch.equal(state[k], mine["state"][i][k]) and state[k].dtype == mine["state"][i][k].dtype for k in state
+        )
     again = torch_class(build_model(model_params(hidden=(32, 16))).parameters(), lr=0.1, fused=True)
     again.load_state_dict(mine)
     assert again.param_groups[0]["lr"] == 0.003 and again.param_groups[0]["weight_decay"] == 0.01
@@ -77,20 +83,26 @@ def test_the_fused_path_has_torch_optims_state_dict_and_torch_optim_loads_it(nam
 
 def test_momentum_changes_no_bit_of_adam():
     """Documented in params.yaml: a key that does not apply to the chosen optimizer is ignored."""
-    runs = [train("mlp", lambda p, m=m: build_optimizer(train_params(optimizer="adam", momentum=m), p),
-                  lambda o: None)[0] for m in (0.0, 0.9)]
+    runs = [
+        train("mlp", lambda p, m=m: build_optimizer(train_params(optimizer="adam", momentum=m), p), lambda o: None)[0]
+        for m in (0.0, 0.9)
+    ]
     assert all(torch.equal(a, b) for a, b in zip(*runs))
 
 
 def test_an_unknown_optimizer_lists_the_registered_ones():
-    with pytest.raises(ParamsError, match=r"^params\.yaml: train\.optimizer = 'lion': must be one of adam, adamw, "
-                                          r"sgd \(the optimizers registered in mnistbench/optim\.py\)$"):
+    with pytest.raises(
+        ParamsError,
+        match=r"^params\.yaml: train\.optimizer = 'lion': must be one of adam, adamw, "
+        r"sgd \(the optimizers registered in mnistbench/optim\.py\)$",
+    ):
         build_optimizer(train_params(optimizer="lion"), [torch.nn.Parameter(torch.ones(2))])
 
 
 def test_a_registered_optimizer_is_used_with_no_edit_elsewhere(monkeypatch):
-    monkeypatch.setitem(optim.OPTIMIZERS, "rmsprop",
-                        lambda params, parameters: torch.optim.RMSprop(parameters, lr=params.lr))
+    monkeypatch.setitem(
+        optim.OPTIMIZERS, "rmsprop", lambda params, parameters: torch.optim.RMSprop(parameters, lr=params.lr)
+    )
     optimizer = build_optimizer(train_params(optimizer="rmsprop"), [torch.nn.Parameter(torch.ones(2))])
     assert isinstance(optimizer, torch.optim.RMSprop)
     schedule = build_schedule(train_params(schedule="cosine"), optimizer, total_steps=4)

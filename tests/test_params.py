@@ -9,8 +9,8 @@ import pytest
 import torch
 from ruamel.yaml import YAML
 
-from tests.helpers import ROOT
 from mnistbench.params import ParamsError, as_dict, load_params
+from tests.helpers import ROOT
 
 
 def repo_params_text() -> str:
@@ -37,8 +37,13 @@ def test_repo_params_load_with_expected_types():
     assert p.model.hidden == (128, 64)
     assert isinstance(p.train.lr, float) and p.train.lr == 0.001
     assert p.train.batch_size == 64 and p.train.device in ("auto", "cpu", "cuda")
-    assert as_dict(p.model) == {"arch": "mlp", "hidden": [128, 64], "activation": "relu", "dropout": 0.0,
-                                "channels": [32, 64]}
+    assert as_dict(p.model) == {
+        "arch": "mlp",
+        "hidden": [128, 64],
+        "activation": "relu",
+        "dropout": 0.0,
+        "channels": [32, 64],
+    }
 
 
 def test_every_key_agrees_with_dvc_reading(tmp_path):
@@ -59,51 +64,63 @@ def test_integer_accepted_where_a_float_is_expected(tmp_path):
     assert p.train.lr == 1.0 and isinstance(p.train.lr, float)
 
 
-@pytest.mark.parametrize("key, literal, message", [
-    ("train.epochs", '"five"', r"train\.epochs = 'five': must be an integer"),
-    ("train.epochs", "2.5", r"train\.epochs = 2\.5: must be an integer"),
-    ("train.epochs", "true", r"train\.epochs = True: must be an integer"),
-    ("train.lr", "fast", r"train\.lr = 'fast': must be a number"),
-    ("train.lr", "true", r"train\.lr = True: must be a number"),
-    ("train.lr", ".nan", r"train\.lr = nan: must be a finite number"),
-    ("train.lr", "-1", r"train\.lr = -1\.0: must be > 0"),
-    ("train.lr", "0", r"train\.lr = 0\.0: must be > 0"),
-    ("train.epochs", "0", r"train\.epochs = 0: must be >= 1"),
-    ("train.batch_size", "0", r"train\.batch_size = 0: must be >= 1"),
-    ("train.normalize_std", "0", r"train\.normalize_std = 0\.0: must be > 0"),
-    ("train.device", "gpu", r"train\.device = 'gpu': must be one of auto, cpu, cuda"),
-    ("train.threads", "0", r"train\.threads = 0: must be >= 1"),
-    ("model.hidden", "[]", r"model\.hidden = list: must have at least 1 item"),
-    ("model.hidden", "128", r"model\.hidden = 128: must be a list of integers"),
-    ("model.hidden", "[128, 0]", r"model\.hidden\[1\] = 0: must be >= 1"),
-    ("model.hidden", "[128, 6.5]", r"model\.hidden\[1\] = 6\.5: must be an integer"),
-    ("prepare.val_size", "-5", r"prepare\.val_size = -5: must be >= 1"),
-    ("model.dropout", "1.5", r"model\.dropout = 1\.5: must be <= 0\.9"),
-    ("model.channels", "[8, 8, 8, 8]", r"model\.channels = list: must have at most 3 items"),
-    ("train.schedule", "onecycle", r"train\.schedule = 'onecycle': must be one of constant, cosine"),
-    ("prepare.dataset", "cifar10", r"prepare\.dataset = 'cifar10': must be one of mnist, fashion-mnist, kmnist"),
-    ("train.augment_shift", "-1", r"train\.augment_shift = -1\.0: must be >= 0"),
-    ("train.augment_rotate", "90", r"train\.augment_rotate = 90\.0: must be <= 45"),
-    ("replicates.n", "0", r"replicates\.n = 0: must be >= 2"),
-    ("replicates.n", "-3", r"replicates\.n = -3: must be >= 2"),
-    ("replicates.n", "1", r"replicates\.n = 1: must be >= 2"),  # no spread from one seed
-    ("replicates.n", "2.5", r"replicates\.n = 2\.5: must be an integer"),
-    ("replicates.n", "ten", r"replicates\.n = 'ten': must be an integer"),
-    ("replicates.jobs", "0", r"replicates\.jobs = 0: must be >= 1"),
-    ("train.seed", "9223372036854775808", r"train\.seed = 9223372036854775808: must be <= 9223372036854775807"),
-    ("train.seed", "9223372036854775800",
-     r"train\.seed = 9223372036854775800 with replicates\.n = 10 needs seeds up to 9223372036854775809, "
-     r"past the largest seed 9223372036854775807; lower train\.seed"),
-    ("gate.significance", "0", r"gate\.significance = 0\.0: must be > 0"),
-    ("gate.significance", "0.9", r"gate\.significance = 0\.9: must be <= 0\.5"),
-    ("gate.min_drop", "-0.001", r"gate\.min_drop = -0\.001: must be >= 0"),
-    # past torch's integers: each crashed its stage, after DVC had deleted the stage's outputs
-    ("prepare.split_seed", "18446744073709551616",
-     r"prepare\.split_seed = 18446744073709551616: must be <= 9223372036854775807 \(a 64-bit integer\)"),
-    ("model.hidden", "[128, 100000000000000000000]",
-     r"model\.hidden\[1\] = 100000000000000000000: must be <= 9223372036854775807 \(a 64-bit integer\)"),
-    ("train.threads", "1000000000000", r"train\.threads = 1000000000000: must be <= 1024"),
-])
+@pytest.mark.parametrize(
+    "key, literal, message",
+    [
+        ("train.epochs", '"five"', r"train\.epochs = 'five': must be an integer"),
+        ("train.epochs", "2.5", r"train\.epochs = 2\.5: must be an integer"),
+        ("train.epochs", "true", r"train\.epochs = True: must be an integer"),
+        ("train.lr", "fast", r"train\.lr = 'fast': must be a number"),
+        ("train.lr", "true", r"train\.lr = True: must be a number"),
+        ("train.lr", ".nan", r"train\.lr = nan: must be a finite number"),
+        ("train.lr", "-1", r"train\.lr = -1\.0: must be > 0"),
+        ("train.lr", "0", r"train\.lr = 0\.0: must be > 0"),
+        ("train.epochs", "0", r"train\.epochs = 0: must be >= 1"),
+        ("train.batch_size", "0", r"train\.batch_size = 0: must be >= 1"),
+        ("train.normalize_std", "0", r"train\.normalize_std = 0\.0: must be > 0"),
+        ("train.device", "gpu", r"train\.device = 'gpu': must be one of auto, cpu, cuda"),
+        ("train.threads", "0", r"train\.threads = 0: must be >= 1"),
+        ("model.hidden", "[]", r"model\.hidden = list: must have at least 1 item"),
+        ("model.hidden", "128", r"model\.hidden = 128: must be a list of integers"),
+        ("model.hidden", "[128, 0]", r"model\.hidden\[1\] = 0: must be >= 1"),
+        ("model.hidden", "[128, 6.5]", r"model\.hidden\[1\] = 6\.5: must be an integer"),
+        ("prepare.val_size", "-5", r"prepare\.val_size = -5: must be >= 1"),
+        ("model.dropout", "1.5", r"model\.dropout = 1\.5: must be <= 0\.9"),
+        ("model.channels", "[8, 8, 8, 8]", r"model\.channels = list: must have at most 3 items"),
+        ("train.schedule", "onecycle", r"train\.schedule = 'onecycle': must be one of constant, cosine"),
+        ("prepare.dataset", "cifar10", r"prepare\.dataset = 'cifar10': must be one of mnist, fashion-mnist, kmnist"),
+        ("train.augment_shift", "-1", r"train\.augment_shift = -1\.0: must be >= 0"),
+        ("train.augment_rotate", "90", r"train\.augment_rotate = 90\.0: must be <= 45"),
+        ("replicates.n", "0", r"replicates\.n = 0: must be >= 2"),
+        ("replicates.n", "-3", r"replicates\.n = -3: must be >= 2"),
+        ("replicates.n", "1", r"replicates\.n = 1: must be >= 2"),  # no spread from one seed
+        ("replicates.n", "2.5", r"replicates\.n = 2\.5: must be an integer"),
+        ("replicates.n", "ten", r"replicates\.n = 'ten': must be an integer"),
+        ("replicates.jobs", "0", r"replicates\.jobs = 0: must be >= 1"),
+        ("train.seed", "9223372036854775808", r"train\.seed = 9223372036854775808: must be <= 9223372036854775807"),
+        (
+            "train.seed",
+            "9223372036854775800",
+            r"train\.seed = 9223372036854775800 with replicates\.n = 10 needs seeds up to 9223372036854775809, "
+            r"past the largest seed 9223372036854775807; lower train\.seed",
+        ),
+        ("gate.significance", "0", r"gate\.significance = 0\.0: must be > 0"),
+        ("gate.significance", "0.9", r"gate\.significance = 0\.9: must be <= 0\.5"),
+        ("gate.min_drop", "-0.001", r"gate\.min_drop = -0\.001: must be >= 0"),
+        # past torch's integers: each crashed its stage, after DVC had deleted the stage's outputs
+        (
+            "prepare.split_seed",
+            "18446744073709551616",
+            r"prepare\.split_seed = 18446744073709551616: must be <= 9223372036854775807 \(a 64-bit integer\)",
+        ),
+        (
+            "model.hidden",
+            "[128, 100000000000000000000]",
+            r"model\.hidden\[1\] = 100000000000000000000: must be <= 9223372036854775807 \(a 64-bit integer\)",
+        ),
+        ("train.threads", "1000000000000", r"train\.threads = 1000000000000: must be <= 1024"),
+    ],
+)
 def test_bad_value_names_key_value_and_rule(tmp_path, key, literal, message):
     with pytest.raises(ParamsError, match=message) as err:
         load_text(tmp_path, with_value(repo_params_text(), key, literal))
@@ -150,41 +167,77 @@ def test_missing_file(tmp_path):
 def test_stage_reports_bad_params_in_one_line_and_writes_nothing(tmp_path):
     (tmp_path / "params.yaml").write_text(with_value(repo_params_text(), "train.epochs", "five"))
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    result = subprocess.run([sys.executable, "-m", "stages.train", "--data", "data", "--model", "m.pt",
-                             "--metrics", "t.json", "--live", "live", "--run-info", "r.json", "--time", "s.json"],
-                            cwd=tmp_path, env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stages.train",
+            "--data",
+            "data",
+            "--model",
+            "m.pt",
+            "--metrics",
+            "t.json",
+            "--live",
+            "live",
+            "--run-info",
+            "r.json",
+            "--time",
+            "s.json",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "train: error: params.yaml: train.epochs = 'five': must be an integer"]
+        "train: error: params.yaml: train.epochs = 'five': must be an integer"
+    ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
 
 def test_a_validation_set_as_large_as_the_training_set_stops_prepare_before_any_download(tmp_path):
     (tmp_path / "params.yaml").write_text(with_value(repo_params_text(), "prepare.val_size", "60000"))
     env = dict(os.environ, PYTHONPATH=str(ROOT), DATA_MIRROR=str(tmp_path / "no-mirror-here"))
-    result = subprocess.run([sys.executable, "-m", "stages.prepare", "--out", "data"],
-                            cwd=tmp_path, env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.prepare", "--out", "data"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "prepare: error: prepare.val_size = 60000: must be between 1 and 59999 (the training set has 60000 images)"]
+        "prepare: error: prepare.val_size = 60000: must be between 1 and 59999 (the training set has 60000 images)"
+    ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
 
 def run_validate(cwd, **env) -> subprocess.CompletedProcess:
     """The validate stage as DVC runs it, in `cwd`, with `env` added to this process's environment."""
-    return subprocess.run([sys.executable, "-m", "stages.validate", "--out", "data/params.ok"], cwd=cwd,
-                          env=dict(os.environ, PYTHONPATH=str(ROOT), **env), capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "stages.validate", "--out", "data/params.ok"],
+        cwd=cwd,
+        env=dict(os.environ, PYTHONPATH=str(ROOT), **env),
+        capture_output=True,
+        text=True,
+    )
 
 
 def lock_of(text: str, **code_md5) -> str:
     """A dvc.lock recording the train stage as DVC does after running it with params.yaml `text`:
     its model and train sections, and the md5 of its model and optimizer code (or `code_md5`'s)."""
     tree = YAML(typ="safe", pure=True).load(text)
-    deps = [{"path": f"mnistbench/{name}.py",
-             "md5": code_md5.get(name) or hashlib.md5((ROOT / "mnistbench" / f"{name}.py").read_bytes()).hexdigest()}
-            for name in ("models", "optim")]
-    lock = {"schema": "2.0", "stages": {"train": {"deps": deps, "params": {"params.yaml": {
-        "model": tree["model"], "train": tree["train"]}}}}}
+    deps = [
+        {
+            "path": f"mnistbench/{name}.py",
+            "md5": code_md5.get(name) or hashlib.md5((ROOT / "mnistbench" / f"{name}.py").read_bytes()).hexdigest(),
+        }
+        for name in ("models", "optim")
+    ]
+    lock = {
+        "schema": "2.0",
+        "stages": {
+            "train": {"deps": deps, "params": {"params.yaml": {"model": tree["model"], "train": tree["train"]}}}
+        },
+    }
     out = io.StringIO()
     YAML().dump(lock, out)
     return out.getvalue()
@@ -217,27 +270,40 @@ def test_validate_stage_writes_the_same_bytes_for_any_valid_params_and_loads_no_
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["params.ok"]  # no temp file left
 
 
-UNKNOWN_ARCH = ("validate: error: params.yaml: model.arch = 'resnet': must be one of mlp, linear, cnn "
-                "(the architectures registered in mnistbench/models.py)")
-UNKNOWN_OPTIMIZER = ("validate: error: params.yaml: train.optimizer = 'lion': must be one of adam, adamw, sgd "
-                     "(the optimizers registered in mnistbench/optim.py)")
+UNKNOWN_ARCH = (
+    "validate: error: params.yaml: model.arch = 'resnet': must be one of mlp, linear, cnn "
+    "(the architectures registered in mnistbench/models.py)"
+)
+UNKNOWN_OPTIMIZER = (
+    "validate: error: params.yaml: train.optimizer = 'lion': must be one of adam, adamw, sgd "
+    "(the optimizers registered in mnistbench/optim.py)"
+)
 
 
-@pytest.mark.parametrize("key, value, lock, message", [
-    ("model.arch", "resnet", "recorded", UNKNOWN_ARCH),  # the model section differs from dvc.lock's
-    ("model.arch", "resnet", None, UNKNOWN_ARCH),  # no dvc.lock: train will run
-    ("train.optimizer", "lion", "recorded", UNKNOWN_OPTIMIZER),
-    ("train.optimizer", "lion", None, UNKNOWN_OPTIMIZER),
-    ("model.hidden", "[64]", "recorded", None),  # checked (torch imported), and valid
-    ("train.optimizer", "sgd", "recorded", None),
-])
-def test_validate_checks_the_registries_where_the_train_stage_will_meet_a_new_value(tmp_path, key, value, lock,
-                                                                                      message):
+@pytest.mark.parametrize(
+    "key, value, lock, message",
+    [
+        ("model.arch", "resnet", "recorded", UNKNOWN_ARCH),  # the model section differs from dvc.lock's
+        ("model.arch", "resnet", None, UNKNOWN_ARCH),  # no dvc.lock: train will run
+        ("train.optimizer", "lion", "recorded", UNKNOWN_OPTIMIZER),
+        ("train.optimizer", "lion", None, UNKNOWN_OPTIMIZER),
+        ("model.hidden", "[64]", "recorded", None),  # checked (torch imported), and valid
+        ("train.optimizer", "sgd", "recorded", None),
+    ],
+)
+def test_validate_checks_the_registries_where_the_train_stage_will_meet_a_new_value(
+    tmp_path, key, value, lock, message
+):
     if lock:
         (tmp_path / "dvc.lock").write_text(lock_of(repo_params_text()))
     (tmp_path / "params.yaml").write_text(with_value(repo_params_text(), key, value))
-    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "stages.validate", "--out", "data/params.ok"],
-                            cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "stages.validate", "--out", "data/params.ok"],
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+    )
     assert imports_torch(result.stderr)
     if message:
         assert result.returncode == 1 and [line for line in result.stderr.splitlines() if "|" not in line] == [message]
@@ -251,8 +317,13 @@ def test_validate_checks_the_model_again_when_its_code_changed(tmp_path):
     an architecture may have been renamed or removed, so validate builds it again (and imports torch)."""
     (tmp_path / "dvc.lock").write_text(lock_of(repo_params_text(), models="0" * 32))
     (tmp_path / "params.yaml").write_text(repo_params_text())
-    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "stages.validate", "--out", "data/params.ok"],
-                            cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "stages.validate", "--out", "data/params.ok"],
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0 and imports_torch(result.stderr)
 
 
@@ -263,32 +334,50 @@ def test_validate_stage_refuses_cuda_on_a_machine_without_a_gpu(tmp_path):
     result = run_validate(tmp_path)
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
-        "validate: error: params.yaml: train.device = 'cuda' but torch sees no CUDA device; use auto or cpu"]
+        "validate: error: params.yaml: train.device = 'cuda' but torch sees no CUDA device; use auto or cpu"
+    ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
 
-LOCKED_PREPARE = "stages:\n  prepare:\n    params:\n      params.yaml:\n        prepare.dataset: {}\n        prepare.split_seed: 0\n        prepare.val_size: 5000\n"
-KMNIST_ABSENT = ("validate: error: params.yaml: prepare.dataset = 'kmnist' but no folder in DATA_MIRROR={} holds "
-                 "kmnist/train-images-idx3-ubyte.gz, which prepare needs; add one that does, or unset DATA_MIRROR to download")
+LOCKED_PREPARE = (
+    "stages:\n  prepare:\n    params:\n      params.yaml:\n        prepare.dataset: {}\n"
+    "        prepare.split_seed: 0\n        prepare.val_size: 5000\n"
+)
+KMNIST_ABSENT = (
+    "validate: error: params.yaml: prepare.dataset = 'kmnist' but no folder in DATA_MIRROR={} holds "
+    "kmnist/train-images-idx3-ubyte.gz, which prepare needs; add one that does, or unset DATA_MIRROR to download"
+)
 
 
-@pytest.mark.parametrize("locked, mirror, refused", [
-    (None, "folders", True),         # no dvc.lock: prepare will run
-    ("mnist", "folders", True),      # dvc.lock prepared mnist: prepare reruns for kmnist
-    ("kmnist", "folders", False),    # prepare's params as locked: its outputs stay, the mirror is not needed
-    (None, "with-a-url", False),     # a URL root may hold the files: prepare finds out
-    (None, "unset", False),          # torchvision's mirrors may: prepare finds out
-])
+@pytest.mark.parametrize(
+    "locked, mirror, refused",
+    [
+        (None, "folders", True),  # no dvc.lock: prepare will run
+        ("mnist", "folders", True),  # dvc.lock prepared mnist: prepare reruns for kmnist
+        ("kmnist", "folders", False),  # prepare's params as locked: its outputs stay, the mirror is not needed
+        (None, "with-a-url", False),  # a URL root may hold the files: prepare finds out
+        (None, "unset", False),  # torchvision's mirrors may: prepare finds out
+    ],
+)
 def test_validate_refuses_a_dataset_no_mirror_folder_holds_when_prepare_would_rerun(tmp_path, locked, mirror, refused):
     """Found by trying it: `dvc exp run -S prepare.dataset=kmnist` with DATA_MIRROR=../shared/datasets
     (MNIST only) passed validate; DVC then deleted data/prepared and prepare failed."""
     holds_mnist, empty = tmp_path / "m1", tmp_path / "m2"
     (holds_mnist / "mnist").mkdir(parents=True)
-    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+    for name in (
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ):
         (holds_mnist / "mnist" / name).write_bytes(b"")
     empty.mkdir()
     folders = f"{holds_mnist}:{empty}"
-    env = dict(os.environ, PYTHONPATH=str(ROOT), DATA_MIRROR={"folders": folders, "with-a-url": f"{folders}:https://example.invalid/d"}.get(mirror, ""))
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(ROOT),
+        DATA_MIRROR={"folders": folders, "with-a-url": f"{folders}:https://example.invalid/d"}.get(mirror, ""),
+    )
     if mirror == "unset":
         del env["DATA_MIRROR"]
     work = tmp_path / "repo"
@@ -320,7 +409,8 @@ def test_validate_says_where_a_relative_mirror_root_was_read_from(tmp_path):
     assert result.stderr.splitlines() == [
         f"validate: error: params.yaml: prepare.dataset = 'mnist' but no folder in DATA_MIRROR=../nowhere holds "
         f"mnist/train-images-idx3-ubyte.gz, which prepare needs (relative roots are read from {tmp_path}: a queued or "
-        f"--temp experiment runs in a copy there); add one that does, or unset DATA_MIRROR to download"]
+        f"--temp experiment runs in a copy there); add one that does, or unset DATA_MIRROR to download"
+    ]
 
 
 def test_validate_refuses_a_model_too_large_for_this_machines_memory(tmp_path):
@@ -332,5 +422,6 @@ def test_validate_refuses_a_model_too_large_for_this_machines_memory(tmp_path):
     assert result.stderr.splitlines() == [
         f"validate: error: params.yaml: model.hidden = [100000000000, 64]: 84,900,000,000,714 parameters need "
         f"1,358,400 GB to train (float32 weights, gradients, Adam's moments), more than this machine's "
-        f"{total / 1e9:,.0f} GB; use smaller widths"]
+        f"{total / 1e9:,.0f} GB; use smaller widths"
+    ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]

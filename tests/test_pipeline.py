@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import e2e_repo, set_params, sh
 from mnistbench.entry import RESTORE
+from tests.helpers import e2e_repo, set_params, sh
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,18 +35,41 @@ def readme_command(start: str) -> list[str]:
 
 pytestmark = pytest.mark.slow
 
-OUTPUTS = ["data/prepared/train.pt", "data/prepared/val.pt", "data/prepared/test.pt", "models/model.pt",
-           "metrics/train.json", "metrics/run_info.json", "metrics/test.json", "metrics/per_class.json", "dvclive/metrics.json",
-           "dvclive/plots/metrics/train/loss.tsv", "dvclive/plots/metrics/val/accuracy.tsv",
-           "plots/predictions.csv", "plots/confusion_matrix.png", "plots/classification_report.png",
-           "plots/misclassified.png", "metrics/replicates.json", "plots/replicates.csv",
-           "metrics/replicates_run_info.json"]
-MEASURED = ["timings/train.json", "timings/evaluate.json", "timings/replicates.json"]  # never the same twice: not in git
+OUTPUTS = [
+    "data/prepared/train.pt",
+    "data/prepared/val.pt",
+    "data/prepared/test.pt",
+    "models/model.pt",
+    "metrics/train.json",
+    "metrics/run_info.json",
+    "metrics/test.json",
+    "metrics/per_class.json",
+    "dvclive/metrics.json",
+    "dvclive/plots/metrics/train/loss.tsv",
+    "dvclive/plots/metrics/val/accuracy.tsv",
+    "plots/predictions.csv",
+    "plots/confusion_matrix.png",
+    "plots/classification_report.png",
+    "plots/misclassified.png",
+    "metrics/replicates.json",
+    "plots/replicates.csv",
+    "metrics/replicates_run_info.json",
+]
+MEASURED = [
+    "timings/train.json",
+    "timings/evaluate.json",
+    "timings/replicates.json",
+]  # never the same twice: not in git
 
 
 def workspace_bytes(repo: Path) -> dict[str, str]:
     """SHA-256 of every file that a refused run must leave as it was."""
-    files = [p for folder in ("models", "data", "metrics", "plots", "dvclive") for p in (repo / folder).rglob("*") if p.is_file()]
+    files = [
+        p
+        for folder in ("models", "data", "metrics", "plots", "dvclive")
+        for p in (repo / folder).rglob("*")
+        if p.is_file()
+    ]
     return {str(p.relative_to(repo)): hashlib.sha256(p.read_bytes()).hexdigest() for p in [*files, repo / "dvc.lock"]}
 
 
@@ -75,13 +98,22 @@ def test_repro_runs_all_stages_and_writes_every_output(repo):
     assert live["step"] == 1 and set(live) == {"train", "val", "step"}
     assert live["train"] == {k: v for k, v in json.loads((path / "metrics/train.json").read_text())["train"].items()}
     assert sorted(p.name for p in (path / "dvclive").rglob("*") if p.is_file() and p.name != ".gitignore") == [
-        "accuracy.tsv", "accuracy.tsv", "loss.tsv", "loss.tsv", "metrics.json"]  # DVCLive wrote nothing else
+        "accuracy.tsv",
+        "accuracy.tsv",
+        "loss.tsv",
+        "loss.tsv",
+        "metrics.json",
+    ]  # DVCLive wrote nothing else
     assert json.loads((path / "metrics/train.json").read_text())["parameters"] == 109_386
     assert json.loads((path / "timings/train.json").read_text())["train_seconds"] > 0
     assert json.loads((path / "timings/evaluate.json").read_text())["latency_ms_per_image"] > 0
     timing = json.loads((path / "timings/replicates.json").read_text())
     assert timing["train_seconds"] > 0 and {k: timing[k] for k in ("seeds", "device", "jobs", "threads")} == {
-        "seeds": 3, "device": "cpu", "jobs": 2, "threads": 1}
+        "seeds": 3,
+        "device": "cpu",
+        "jobs": 2,
+        "threads": 1,
+    }
     summary = json.loads((path / "metrics/replicates.json").read_text())
     assert summary["seeds"] == {"first": 0, "last": 2} and summary["accuracy"]["n"] == 3
     per_seed = (path / "plots/replicates.csv").read_text().splitlines()
@@ -153,13 +185,21 @@ def test_grid_runs_every_combination_in_turn_then_puts_the_workspace_back(repo):
     sh(path, env, "git", "checkout", "HEAD", "--", "params.yaml", "dvc.lock", "metrics", "plots", "dvclive")
     sh(path, env, "dvc", "checkout", "-q")
     leaderboard = [sys.executable, "-m", "commands.leaderboard"]
-    earlier = [line for line in sh(path, env, *leaderboard).stdout.splitlines()
-               if line.startswith("| ") and "experiment" not in line]  # HEAD, and other tests' experiments
+    earlier = [
+        line
+        for line in sh(path, env, *leaderboard).stdout.splitlines()
+        if line.startswith("| ") and "experiment" not in line
+    ]  # HEAD, and other tests' experiments
 
     grid = sh(path, env, sys.executable, "-m", "commands.grid", "-S", "train.lr=0.02,0.03", "-S", "train.epochs=1")
     assert "grid: [1/2] dvc exp run -S train.lr=0.02 -S train.epochs=1" in grid.stdout
     assert "grid: 2 of 2 run; the workspace is back at HEAD" in grid.stdout and "FAILED" not in grid.stdout
-    assert sh(path, env, "git", "status", "--porcelain", "--", "params.yaml", "dvc.lock", "metrics", "plots", "dvclive").stdout == ""
+    assert (
+        sh(
+            path, env, "git", "status", "--porcelain", "--", "params.yaml", "dvc.lock", "metrics", "plots", "dvclive"
+        ).stdout
+        == ""
+    )
     assert "Data and pipelines are up to date." in sh(path, env, "dvc", "status").stdout
 
     board = sh(path, env, *leaderboard, "--output", "board.md").stdout
@@ -190,8 +230,9 @@ def test_queued_experiments_run_with_one_worker_and_show_side_by_side_and_a_bad_
     assert "validate: error: params.yaml: train.epochs = 0: must be >= 1" in (logs.stdout + logs.stderr).splitlines()
     assert workspace_bytes(path) == before
     shown = json.loads(sh(path, env, "dvc", "exp", "show", "--json").stdout)
-    experiments = [rev for node in shown for exp in node.get("experiments") or [] for rev in exp["revs"]
-                   if not rev.get("error")]  # the failed one is listed, with an error and no results
+    experiments = [
+        rev for node in shown for exp in node.get("experiments") or [] for rev in exp["revs"] if not rev.get("error")
+    ]  # the failed one is listed, with an error and no results
     lrs = sorted(rev["data"]["params"]["params.yaml"]["data"]["train"]["lr"] for rev in experiments)
     assert lrs == [0.004, 0.005]
     assert all("accuracy" in rev["data"]["metrics"]["metrics/test.json"]["data"] for rev in experiments)
@@ -228,12 +269,33 @@ def test_dvc_artifacts_get_fetches_the_registered_model_from_a_clone_and_its_rem
         sh(path, env, "dvc", "push", "-r", "registry", "models/model.pt")
     finally:
         sh(path, env, "dvc", "remote", "remove", "--local", "registry")
-    sh(path, env, "git", "tag", "-a", "digit-classifier@v0.1.0", "-m", "Registering artifact digit-classifier version v0.1.0")
+    sh(
+        path,
+        env,
+        "git",
+        "tag",
+        "-a",
+        "digit-classifier@v0.1.0",
+        "-m",
+        "Registering artifact digit-classifier version v0.1.0",
+    )
     try:
         sh(tmp_path, env, "git", "clone", "-q", str(path), str(clone))
         config = tmp_path / "remote.conf"  # what a remote in the repository's .dvc/config would say
         config.write_text(f"[core]\n    remote = registry\n['remote \"registry\"']\n    url = {remote}\n")
-        sh(tmp_path, env, "dvc", "artifacts", "get", str(clone), "digit-classifier", "-o", str(out), "--config", str(config))
+        sh(
+            tmp_path,
+            env,
+            "dvc",
+            "artifacts",
+            "get",
+            str(clone),
+            "digit-classifier",
+            "-o",
+            str(out),
+            "--config",
+            str(config),
+        )
     finally:
         sh(path, env, "git", "tag", "-d", "digit-classifier@v0.1.0")
     assert hashlib.md5(out.read_bytes()).hexdigest() == hashlib.md5((path / "models/model.pt").read_bytes()).hexdigest()
@@ -241,8 +303,15 @@ def test_dvc_artifacts_get_fetches_the_registered_model_from_a_clone_and_its_rem
 
 def repro_until_training(path: Path, env: dict) -> subprocess.Popen:
     """`dvc repro` in its own process group, returned once a stage prints its first epoch."""
-    process = subprocess.Popen(["dvc", "repro"], cwd=path, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        ["dvc", "repro"],
+        cwd=path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     for line in process.stdout:
         if line.startswith("epoch"):
             break
@@ -281,14 +350,23 @@ def test_dvc_exp_show_shows_a_running_experiments_current_epoch(repo):
     sh(path, env, "git", "add", "-A")
     sh(path, env, "git", "commit", "-qm", "before a long experiment", "--allow-empty")
     before = workspace_bytes(path)
-    process = subprocess.Popen(["dvc", "exp", "run", "-S", "train.epochs=100000"], cwd=path, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        ["dvc", "exp", "run", "-S", "train.epochs=100000"],
+        cwd=path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         for line in process.stdout:
             if line.startswith("epoch   4/"):  # epochs 1-4 done: DVCLive's step 3 written
                 break
         for _ in range(5):  # DVCLive rewrites the file in place each epoch (here every 0.03 s): a read
-            shown = json.loads(sh(path, env, "dvc", "exp", "show", "--json", "--no-pager").stdout)  # can catch it half-written
+            shown = json.loads(
+                sh(path, env, "dvc", "exp", "show", "--json", "--no-pager").stdout
+            )  # can catch it half-written
             workspace = next(row for row in shown if row["rev"] == "workspace")
             if "data" in workspace["data"]["metrics"]["dvclive/metrics.json"]:
                 break
@@ -332,29 +410,56 @@ def test_an_interrupted_stage_says_the_command_that_brings_the_previous_results_
 # A bad params.yaml, however `dvc` is run: refused by the validate stage, which every other stage
 # depends on, before DVC deletes any other stage's outputs.
 EPOCHS_0 = "validate: error: params.yaml: train.epochs = 0: must be >= 1"
-UNKNOWN_KEY = ("validate: error: params.yaml: unknown key train.learning_rate; allowed in train: seed, epochs, "
-               "batch_size, optimizer, lr, weight_decay, momentum, schedule, augment_shift, augment_rotate, "
-               "normalize_mean, normalize_std, device, threads")
+UNKNOWN_KEY = (
+    "validate: error: params.yaml: unknown key train.learning_rate; allowed in train: seed, epochs, "
+    "batch_size, optimizer, lr, weight_decay, momentum, schedule, augment_shift, augment_rotate, "
+    "normalize_mean, normalize_std, device, threads"
+)
 VAL_SIZE = "validate: error: prepare.val_size = 300: must be between 1 and 299 (the training set has 300 images)"
 NO_CUDA = "validate: error: params.yaml: train.device = 'cuda' but torch sees no CUDA device; use auto or cpu"
 
 
-@pytest.mark.parametrize("edit, command, message", [
-    ({"train__epochs": 0}, ["dvc", "repro"], EPOCHS_0),
-    ({"train__learning_rate": 0.1}, ["dvc", "repro"], UNKNOWN_KEY),
-    ({"train__lr": "fast"}, ["dvc", "repro", "train"],
-     "validate: error: params.yaml: train.lr = 'fast': must be a number, e.g. 0.001 or 1e-3"),
-    ({"prepare__val_size": 300}, ["dvc", "repro", "evaluate"], VAL_SIZE),
-    ({}, ["dvc", "exp", "run", "-S", "train.epochs=0"], EPOCHS_0),
-    ({}, ["dvc", "exp", "run", "-S", "+train.learning_rate=0.1"], UNKNOWN_KEY),
-    ({}, ["dvc", "exp", "run", "-S", "prepare.val_size=300"], VAL_SIZE),
-    ("malformed", ["dvc", "repro"], "ERROR: unable to read: 'params.yaml', YAML file structure is corrupted"),
-    pytest.param({}, ["dvc", "exp", "run", "-S", "train.device=cuda"], NO_CUDA,
-                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: cuda is valid here")),
-    ({}, ["dvc", "exp", "run", "-S", "model.hidden=[100000000000]"],
-     "validate: error: params.yaml: model.hidden = [100000000000]: 79,500,000,000,010 parameters need 1,272,000 GB"),
-], ids=["repro-epochs", "repro-unknown-key", "repro-train-lr", "repro-evaluate-val-size", "exp-epochs",
-        "exp-unknown-key", "exp-val-size", "repro-malformed", "exp-cuda-without-a-gpu", "exp-model-too-large"])
+@pytest.mark.parametrize(
+    "edit, command, message",
+    [
+        ({"train__epochs": 0}, ["dvc", "repro"], EPOCHS_0),
+        ({"train__learning_rate": 0.1}, ["dvc", "repro"], UNKNOWN_KEY),
+        (
+            {"train__lr": "fast"},
+            ["dvc", "repro", "train"],
+            "validate: error: params.yaml: train.lr = 'fast': must be a number, e.g. 0.001 or 1e-3",
+        ),
+        ({"prepare__val_size": 300}, ["dvc", "repro", "evaluate"], VAL_SIZE),
+        ({}, ["dvc", "exp", "run", "-S", "train.epochs=0"], EPOCHS_0),
+        ({}, ["dvc", "exp", "run", "-S", "+train.learning_rate=0.1"], UNKNOWN_KEY),
+        ({}, ["dvc", "exp", "run", "-S", "prepare.val_size=300"], VAL_SIZE),
+        ("malformed", ["dvc", "repro"], "ERROR: unable to read: 'params.yaml', YAML file structure is corrupted"),
+        pytest.param(
+            {},
+            ["dvc", "exp", "run", "-S", "train.device=cuda"],
+            NO_CUDA,
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: cuda is valid here"),
+        ),
+        (
+            {},
+            ["dvc", "exp", "run", "-S", "model.hidden=[100000000000]"],
+            "validate: error: params.yaml: model.hidden = [100000000000]: 79,500,000,000,010 parameters need "
+            "1,272,000 GB",
+        ),
+    ],
+    ids=[
+        "repro-epochs",
+        "repro-unknown-key",
+        "repro-train-lr",
+        "repro-evaluate-val-size",
+        "exp-epochs",
+        "exp-unknown-key",
+        "exp-val-size",
+        "repro-malformed",
+        "exp-cuda-without-a-gpu",
+        "exp-model-too-large",
+    ],
+)
 def test_bad_params_stop_dvc_before_any_output_is_deleted(repo, edit, command, message):
     path, env, _ = repo
     sh(path, env, "git", "add", "-A")  # `dvc exp run` needs a commit to run from
@@ -390,7 +495,9 @@ def test_a_dataset_the_mirror_lacks_stops_dvc_before_prepare_deletes_its_outputs
     finally:
         fashion.with_name("elsewhere").rename(fashion)
     assert result.returncode != 0
-    assert (f"validate: error: params.yaml: prepare.dataset = 'fashion-mnist' but no folder in DATA_MIRROR="
-            f"{env['DATA_MIRROR']} holds fashion-mnist/train-images-idx3-ubyte.gz") in result.stderr, result.stderr
+    assert (
+        f"validate: error: params.yaml: prepare.dataset = 'fashion-mnist' but no folder in DATA_MIRROR="
+        f"{env['DATA_MIRROR']} holds fashion-mnist/train-images-idx3-ubyte.gz"
+    ) in result.stderr, result.stderr
     assert "Running stage 'prepare'" not in result.stdout
     assert workspace_bytes(path) == before

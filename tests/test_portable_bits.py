@@ -39,9 +39,10 @@ def run_workload(cpu: str | None) -> dict:
     if cpu is not None:
         cmd = [QEMU, "-cpu", cpu, *cmd]
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-    assert result.returncode == 0, (f"{cpu or 'native'}: exit {result.returncode}\n"
-                                    + "\n".join(line for line in result.stderr.splitlines()
-                                                if "TCG doesn't support" not in line)[-3000:])
+    assert result.returncode == 0, (
+        f"{cpu or 'native'}: exit {result.returncode}\n"
+        + "\n".join(line for line in result.stderr.splitlines() if "TCG doesn't support" not in line)[-3000:]
+    )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -49,7 +50,12 @@ def test_training_gives_the_same_bytes_natively_and_on_emulated_intel_and_amd_cp
     with ThreadPoolExecutor(max_workers=len(EMULATED)) as pool:
         emulated = dict(zip(EMULATED, pool.map(run_workload, EMULATED)))
     native = run_workload(None)
-    assert set(native) == {"mlp, 1 thread", "mlp, 2 threads", "cnn (8, 16), 1 thread", "plain nn.Linear layers, 1 thread"}
+    assert set(native) == {
+        "mlp, 1 thread",
+        "mlp, 2 threads",
+        "cnn (8, 16), 1 thread",
+        "plain nn.Linear layers, 1 thread",
+    }
     for cpu, digests in emulated.items():
         differing = [run for run in native if digests.get(run) != native[run]]
         assert not differing, f"{cpu} (emulated) gave other bytes than this CPU for: {differing}"

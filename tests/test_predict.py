@@ -10,11 +10,11 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from tests.helpers import model_params
 from commands import predict
 from mnistbench.data import normalize
 from mnistbench.models import build_model, save_checkpoint
 from mnistbench.train import train_epoch
+from tests.helpers import model_params
 
 MEAN, STD = 0.1307, 0.3081
 
@@ -82,8 +82,9 @@ def shapes_model(tmp_path_factory):
 def test_predict_names_the_drawn_digits(shapes_model, tmp_path, capsys):
     rng = random.Random(42)
     files, expected = [], []
-    for i, (shape, fmt) in enumerate([("0", "png"), ("1", "jpeg"), ("7", "png"), ("0", "jpeg"), ("1", "png"),
-                                      ("7", "jpeg")]):
+    for i, (shape, fmt) in enumerate(
+        [("0", "png"), ("1", "jpeg"), ("7", "png"), ("0", "jpeg"), ("1", "png"), ("7", "jpeg")]
+    ):
         path = tmp_path / f"digit{i}.{fmt}"
         draw(shape, rng, dark_on_light=i % 2 == 0).convert("RGB").save(path, format=fmt.upper())
         files.append(str(path))
@@ -111,8 +112,19 @@ def test_each_bad_file_gets_one_line_and_the_good_ones_still_run(shapes_model, t
     assert out.startswith(f"{good}: ")
     errors = err.strip().splitlines()
     assert len(errors) == len(bad)
-    for name, line, words in zip(bad, errors, ["not a readable PNG or JPEG", "empty file", "is a directory",
-                                               "over the limit", "give PNG or JPEG", "damaged", "no such file"]):
+    for name, line, words in zip(
+        bad,
+        errors,
+        [
+            "not a readable PNG or JPEG",
+            "empty file",
+            "is a directory",
+            "over the limit",
+            "give PNG or JPEG",
+            "damaged",
+            "no such file",
+        ],
+    ):
         assert line.startswith(f"predict: error: {tmp_path / name}: ") and words in line, line
 
 

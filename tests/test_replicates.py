@@ -41,13 +41,16 @@ def test_seed_block_follows_train_seed():
     assert seed_block(TRAIN, 3) == [5, 6, 7]
 
 
-@pytest.mark.parametrize("model, overrides", [
-    ({}, {}),
-    ({}, {"schedule": "cosine", "augment_shift": 2.0, "augment_rotate": 10.0}),
-    ({"arch": "linear"}, {}),
-    ({"dropout": 0.2, "activation": "gelu"}, {}),
-    ({"arch": "cnn", "channels": (4,), "hidden": (16,)}, {"epochs": 1}),
-])
+@pytest.mark.parametrize(
+    "model, overrides",
+    [
+        ({}, {}),
+        ({}, {"schedule": "cosine", "augment_shift": 2.0, "augment_rotate": 10.0}),
+        ({"arch": "linear"}, {}),
+        ({"dropout": 0.2, "activation": "gelu"}, {}),
+        ({"arch": "cnn", "channels": (4,), "hidden": (16,)}, {"epochs": 1}),
+    ],
+)
 def test_each_replicate_is_its_seeds_single_run_bit_for_bit(model, overrides):
     data = splits()
     mp, params = model_params(**model), dataclasses.replace(TRAIN, **overrides)

@@ -55,8 +55,12 @@ def test_a_changed_result_or_its_hash_is_reported_in_every_pipeline(repo):
     (repo / "dvc.lock").write_text(LOCK.format(train="d" * 32))
     (repo / "benchmark/metrics/cells.json").write_text('{"mlp": 0.96}\n')
     assert sorted(reproduced.differences()) == [
-        "benchmark/metrics/cells.json (changed)", "dvc.lock (changed)", "dvclive/plots/metrics/val/loss.tsv (changed)",
-        "plots/new.png (new)", "plots/replicates.csv (changed)"]
+        "benchmark/metrics/cells.json (changed)",
+        "dvc.lock (changed)",
+        "dvclive/plots/metrics/val/loss.tsv (changed)",
+        "plots/new.png (new)",
+        "plots/replicates.csv (changed)",
+    ]
 
 
 def test_the_command_exits_1_and_lists_what_differs(repo, monkeypatch, capsys):

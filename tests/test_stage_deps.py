@@ -44,8 +44,11 @@ def closure(start: str) -> set[str]:
     return seen
 
 
-SCRIPTS = {name: "stages/" + re.search(r"python -m stages\.(\w+)", stage["cmd"]).group(1) + ".py"
-           for name, stage in STAGES.items() if "python -m stages." in stage["cmd"]}
+SCRIPTS = {
+    name: "stages/" + re.search(r"python -m stages\.(\w+)", stage["cmd"]).group(1) + ".py"
+    for name, stage in STAGES.items()
+    if "python -m stages." in stage["cmd"]
+}
 
 
 def deps(name: str) -> set[str]:
@@ -95,8 +98,15 @@ def traced(tmp_path, monkeypatch, mirror):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DATA_MIRROR", str(root))
     (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
-    set_params(tmp_path / "params.yaml", prepare__val_size=50, train__epochs=1, train__device="cpu",
-               replicates__n=2, replicates__jobs=1, evaluate__misclassified_shown=3)
+    set_params(
+        tmp_path / "params.yaml",
+        prepare__val_size=50,
+        train__epochs=1,
+        train__device="cpu",
+        replicates__n=2,
+        replicates__jobs=1,
+        evaluate__misclassified_shown=3,
+    )
     monkeypatch.setattr(data, "pinned", lambda name: data.Dataset(name, 300, 100, files))  # the tiny files' checksums
     reads: set[str] = set()
     recording = [False]
@@ -109,6 +119,7 @@ def traced(tmp_path, monkeypatch, mirror):
             if recording[0] and attr in _names and id(self) in loaded_ids:
                 reads.add(f"{_section}.{attr}")
             return _get(self, attr)
+
         monkeypatch.setattr(cls, "__getattribute__", read)
 
     def run(name: str) -> set[str]:
@@ -120,6 +131,7 @@ def traced(tmp_path, monkeypatch, mirror):
             loaded_ids.update(id(getattr(loaded, f.name)) for f in dataclasses.fields(params.Params))
             recording[0] = True
             return loaded
+
         monkeypatch.setattr(module, "load_params", load)
         monkeypatch.setattr(sys, "argv", [name, *STAGES[name]["cmd"].split("python -m stages." + name, 1)[1].split()])
         reads.clear()

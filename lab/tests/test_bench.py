@@ -7,9 +7,9 @@ import sys
 
 import torch
 
-from tests.helpers import ROOT, set_params, synthetic_digits
 from lab import bench
 from mnistbench import data, portable
+from tests.helpers import ROOT, set_params, synthetic_digits
 
 
 def test_both_loops_train_on_the_same_images_and_report_what_the_table_needs(tmp_path, mirror, monkeypatch):
@@ -46,14 +46,26 @@ def test_bench_replicates_times_one_seed_and_the_seeds_side_by_side_and_reports_
     set_params(tmp_path / "params.yaml", train__device="cpu")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     run = [sys.executable, "-m", "lab.bench_replicates", "--seeds", "2", "--jobs", "2", "--epochs", "1"]
-    result = subprocess.run([*run, "--rounds", "2", "--output", "out.md"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [*run, "--rounds", "2", "--output", "out.md"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     table = (tmp_path / "out.md").read_text()
     assert table.startswith(f"{bench.cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, 1 epochs of mlp")
-    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in table.splitlines() if line.startswith("| ")}
-    names = ["1 seed, 1 thread(s)", "1 seed, 2 thread(s)", "2 seeds, 2 process(es) at 1 thread(s) each",
-             "2 seeds batched in 1 process at 2 threads (mnistbench.batched; the stage's GPU design)"]
+    rows = {
+        line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in table.splitlines() if line.startswith("| ")
+    }
+    names = [
+        "1 seed, 1 thread(s)",
+        "1 seed, 2 thread(s)",
+        "2 seeds, 2 process(es) at 1 thread(s) each",
+        "2 seeds batched in 1 process at 2 threads (mnistbench.batched; the stage's GPU design)",
+    ]
     assert [n for n in rows if n != "training"] == names
     medians = {n: float(rows[n][0]) for n in names}
     rounds = {n: [float(v) for v in rows[n][1].rstrip(" |").split(", ")] for n in names}

@@ -7,9 +7,9 @@ import random
 import pytest
 from ruamel.yaml import YAML
 
-from tests.helpers import ROOT
 from lab.gate_power import clopper_pearson, fail_rate, override
 from mnistbench.params import GateParams, ParamsError, load_params
+from tests.helpers import ROOT
 
 RULES = GateParams(significance=0.01, min_drop=0.001, min_accuracy=0.9)
 
@@ -30,12 +30,15 @@ def test_override_sets_one_key_with_its_type():
     assert tree == YAML(typ="safe", pure=True).load((ROOT / "params.yaml").read_text())  # left as it was
 
 
-@pytest.mark.parametrize("assignment, says", [
-    ("train.epochs=abc", "--regression train.epochs=abc: train.epochs = 'abc': must be an integer"),
-    ("train.epochs=0", "--regression train.epochs=0: train.epochs = 0: must be >= 1"),
-    ("train.nope=3", "--regression train.nope=3: expected KEY=VALUE with a key of params.yaml"),
-    ("epochs", "--regression epochs: expected KEY=VALUE with a key of params.yaml"),
-])
+@pytest.mark.parametrize(
+    "assignment, says",
+    [
+        ("train.epochs=abc", "--regression train.epochs=abc: train.epochs = 'abc': must be an integer"),
+        ("train.epochs=0", "--regression train.epochs=0: train.epochs = 0: must be >= 1"),
+        ("train.nope=3", "--regression train.nope=3: expected KEY=VALUE with a key of params.yaml"),
+        ("epochs", "--regression epochs: expected KEY=VALUE with a key of params.yaml"),
+    ],
+)
 def test_a_bad_regression_is_refused_by_params_rules_before_any_training(assignment, says):
     tree = YAML(typ="safe", pure=True).load((ROOT / "params.yaml").read_text())
     with pytest.raises(ParamsError) as refused:
@@ -59,4 +62,6 @@ def test_a_real_drop_is_found(drop, at_least):
 def test_clopper_pearson_by_known_values():
     assert clopper_pearson(0, 20) == (0.0, pytest.approx(0.168433, abs=1e-6))
     low, high = clopper_pearson(10, 20)
-    assert low == pytest.approx(0.2719578, abs=1e-6) and high == pytest.approx(0.7280422, abs=1e-6)  # R: binom.test(10, 20)
+    assert low == pytest.approx(0.2719578, abs=1e-6) and high == pytest.approx(
+        0.7280422, abs=1e-6
+    )  # R: binom.test(10, 20)

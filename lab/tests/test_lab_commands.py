@@ -36,9 +36,14 @@ def test_a_command_on_bad_input_says_one_line_and_writes_nothing(tmp_path, comma
     if fault == "params":
         set_params(tmp_path / "params.yaml", train__lr="abc")
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
-    result = subprocess.run([sys.executable, "-m", f"lab.{command[0]}", *command[1:]], cwd=tmp_path,
-                            env={**os.environ, "PYTHONPATH": str(ROOT), "DATA_MIRROR": str(tmp_path / "no-mirror")},
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", f"lab.{command[0]}", *command[1:]],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "DATA_MIRROR": str(tmp_path / "no-mirror")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1, result.stderr
     assert len(lines) == 1 and lines[0].startswith(f"{command[0]}: error: ") and says in lines[0], result.stderr
@@ -53,11 +58,20 @@ def tiny_prepared(folder):
 
 
 BAD_ARGUMENTS = [  # argparse's usage line, then one line naming the argument: exit 2
-    (["sweep", "--seeds", "0"], "must be at least 1"), (["sweep", "--epochs", "0"], "must be at least 1"),
-    (["bench_replicates", "--seeds", "0"], "must be at least 1"), (["bench_replicates", "--jobs", "0"], "must be at least 1"),
-    (["bench_replicates", "--rounds", "0"], "must be at least 1"), (["bench", "--threads", "0"], "--threads must be at least 1"),
-    (["bench_grid", "--runs", "0"], "--runs must be at least 1 and --jobs at least 2 (the Ray side runs that many at once)"),
-    (["bench_grid", "--jobs", "1"], "--runs must be at least 1 and --jobs at least 2 (the Ray side runs that many at once)"),
+    (["sweep", "--seeds", "0"], "must be at least 1"),
+    (["sweep", "--epochs", "0"], "must be at least 1"),
+    (["bench_replicates", "--seeds", "0"], "must be at least 1"),
+    (["bench_replicates", "--jobs", "0"], "must be at least 1"),
+    (["bench_replicates", "--rounds", "0"], "must be at least 1"),
+    (["bench", "--threads", "0"], "--threads must be at least 1"),
+    (
+        ["bench_grid", "--runs", "0"],
+        "--runs must be at least 1 and --jobs at least 2 (the Ray side runs that many at once)",
+    ),
+    (
+        ["bench_grid", "--jobs", "1"],
+        "--runs must be at least 1 and --jobs at least 2 (the Ray side runs that many at once)",
+    ),
     (["gate_power", "--significance", "2"], "--significance 2: must lie between 0 and 1, e.g. 0.01"),
     (["gate_power", "--draws", "0"], "--draws and --jobs must be at least 1"),
 ]
@@ -66,8 +80,14 @@ BAD_ARGUMENTS = [  # argparse's usage line, then one line naming the argument: e
 @pytest.mark.parametrize("command, says", BAD_ARGUMENTS, ids=[" ".join(c) for c, _ in BAD_ARGUMENTS])
 def test_a_bad_argument_is_refused_before_anything_runs(tmp_path, command, says):
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
-    result = subprocess.run([sys.executable, "-m", f"lab.{command[0]}", *command[1:]], cwd=tmp_path,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", f"lab.{command[0]}", *command[1:]],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].endswith(says), result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
@@ -76,13 +96,16 @@ def test_gate_power_refuses_a_bad_regression_and_a_corrupt_cache_before_training
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     run = [sys.executable, "-m", "lab.gate_power"]
-    bad = subprocess.run([*run, "--regression", "train.epochs=abc"], cwd=tmp_path, env=env, capture_output=True,
-                         text=True, timeout=120)
+    bad = subprocess.run(
+        [*run, "--regression", "train.epochs=abc"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
-        "gate_power: error: --regression train.epochs=abc: train.epochs = 'abc': must be an integer"], bad.stderr
+        "gate_power: error: --regression train.epochs=abc: train.epochs = 'abc': must be an integer"
+    ], bad.stderr
     (tmp_path / "cache.json").write_text('{"half-written')
-    corrupt = subprocess.run([*run, "--cache", "cache.json"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                             timeout=120)
+    corrupt = subprocess.run(
+        [*run, "--cache", "cache.json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert corrupt.returncode == 1 and len(corrupt.stderr.strip().splitlines()) == 1, corrupt.stderr
     assert corrupt.stderr.startswith("gate_power: error: cache.json: not the JSON this command writes (")
     assert (tmp_path / "cache.json").read_text() == '{"half-written'
@@ -92,9 +115,14 @@ def test_sweep_prints_each_seeds_validation_curve_and_their_mean_and_min_per_epo
     tiny_prepared(tmp_path / "prepared")
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
     set_params(tmp_path / "params.yaml", train__device="cpu")
-    result = subprocess.run([sys.executable, "-m", "lab.sweep", "--seeds", "2", "--epochs", "3", "--data", "prepared"],
-                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "lab.sweep", "--seeds", "2", "--epochs", "3", "--data", "prepared"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     curves = [[float(a) for a in line.split(": ")[1].split()] for line in lines if line.startswith("seed ")]
