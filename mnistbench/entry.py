@@ -20,12 +20,12 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from mnistbench.params import ParamsError
-
 # The errors a user can cause, by the module that defines them. They are looked up when an error
-# arrives, not imported here: importing data or files would load torch into `validate`,
-# which runs before every changed pipeline, and a module never imported cannot have raised.
+# arrives, not imported here: this module imports nothing but the standard library, so a stage
+# handles signals from its first milliseconds (run_stage), before its own imports load torch; and
+# a module never imported cannot have raised.
 USER_ERRORS = {
+    "mnistbench.params": "ParamsError",
     "mnistbench.data": "DataError",
     "mnistbench.files": "FileFormatError",
     "mnistbench.replicates": "WorkerError",
@@ -49,8 +49,7 @@ RESTORE = "git checkout HEAD -- dvc.lock metrics plots dvclive && dvc checkout -
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
-    loaded = (getattr(sys.modules[module], name) for module, name in USER_ERRORS.items() if module in sys.modules)
-    return (ParamsError, *loaded)
+    return tuple(getattr(sys.modules[module], name) for module, name in USER_ERRORS.items() if module in sys.modules)
 
 
 class Terminated(BaseException):
@@ -73,24 +72,46 @@ def die_with(parent: int, sig: int = signal.SIGKILL) -> None:
         os._exit(1)
 
 
+def _restore_hint(name: str, outputs_kept: bool) -> None:
+    if os.environ.get("DVC_STAGE") and not outputs_kept:  # DVC sets it for each stage it runs
+        print(
+            f"{name}: DVC deleted this stage's previous outputs before running it; "
+            f"`{RESTORE}` brings back the last committed results",
+            file=sys.stderr,
+        )
+
+
+def begin_stage(name: str, outputs_kept: bool = False) -> None:
+    """Make this process a stage from its first milliseconds, before its imports load torch
+    (stages/__init__.py calls it as `python -m stages.<name>` starts): it gets SIGTERM when the
+    process that started it (dvc) ends, so `kill <dvc>` or a CI timeout stops it too instead of
+    leaving it training on its own; and Ctrl-C or SIGTERM before run_stage takes over ends it with
+    one line (nothing was written yet) rather than a traceback or a silent death."""
+    die_with(os.getppid(), signal.SIGTERM)
+
+    def early(signum, frame) -> None:
+        what = "interrupted" if signum == signal.SIGINT else "terminated (SIGTERM)"
+        print(f"{name}: {what} while starting; it wrote nothing", file=sys.stderr)
+        _restore_hint(name, outputs_kept)
+        sys.stderr.flush()
+        os._exit(130 if signum == signal.SIGINT else 143)
+
+    signal.signal(signal.SIGINT, early)
+    signal.signal(signal.SIGTERM, early)
+
+
 def run_stage(name: str, main: Callable[[], None], outputs_kept: bool = False) -> None:
     """Run a stage's main() as the whole process, and end the process when it returns.
 
     outputs_kept: the stage's outputs are `persist: true` in dvc.yaml, so DVC never deletes them.
-    The stage gets SIGTERM when the process that started it (dvc) ends, so `kill <dvc>` or a CI
-    timeout stops it too, with its one line, instead of leaving it training on its own.
     """
-    die_with(os.getppid(), signal.SIGTERM)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt, from here on
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         run_command(name, main)
     except BaseException as e:
-        failed = not isinstance(e, SystemExit) or e.code not in (0, None)
-        if failed and os.environ.get("DVC_STAGE") and not outputs_kept:  # DVC sets it for each stage it runs
-            print(
-                f"{name}: DVC deleted this stage's previous outputs before running it; "
-                f"`{RESTORE}` brings back the last committed results",
-                file=sys.stderr,
-            )
+        if not isinstance(e, SystemExit) or e.code not in (0, None):
+            _restore_hint(name, outputs_kept)
         raise
     # Every output is complete on disk by now (files.write_bytes: fsync, then rename). Skip the
     # interpreter's teardown, which with torch loaded costs a large part of a short stage's run.
@@ -104,7 +125,7 @@ def run_command(name: str, main: Callable[[], None]) -> None:
     or malformed file (exit 1), an output the OS refused to write (exit 1), a git or dvc command
     that failed, e.g. outside a clone of this repository (exit 1), Ctrl-C (exit 130), SIGTERM
     (exit 143). argparse's own errors exit 2 as usual."""
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # not a caller's own handler
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, _terminated):  # not a caller's own handler
         signal.signal(signal.SIGTERM, _terminated)
     try:
         main()

@@ -130,3 +130,101 @@ def test_a_temp_left_by_a_killed_writer_is_swept_by_the_next_write(tmp_path):
     files.write_bytes(tmp_path / "model.pt", b"whole")
     assert (tmp_path / "model.pt").read_bytes() == b"whole"
     assert leftovers(tmp_path) == [".other.pt.abc123.tmp"]
+
+
+@pytest.mark.parametrize(
+    "errno_, step",
+    [
+        (28, "write"),
+        (28, "fsync"),
+        (30, "mkstemp"),
+        (13, "mkstemp"),
+        (30, "replace"),
+    ],
+)
+def test_an_output_the_os_refuses_at_any_step_is_a_write_error_naming_it_and_leaves_no_temp(
+    tmp_path, monkeypatch, errno_, step
+):
+    """ENOSPC (28), EROFS (30) or EACCES (13) wherever it strikes: the previous file stays, no temp
+    file is left, and the error names the output (its temp file's name is no use to anyone)."""
+    target = tmp_path / "model.pt"
+    target.write_bytes(b"old")
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno_, os.strerror(errno_))
+
+    if step == "write":
+        real = os.fdopen
+
+        class Full:
+            def __init__(self, fd, mode):
+                self.file = real(fd, mode)
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                self.file.close()
+
+            def write(self, data):
+                refuse()
+
+        monkeypatch.setattr(files.os, "fdopen", Full)
+    else:
+        monkeypatch.setattr(files.tempfile if step == "mkstemp" else files.os, step, refuse)
+    with pytest.raises(files.WriteError) as refused:
+        files.write_bytes(target, b"new")
+    assert refused.value.errno == errno_ and refused.value.filename == str(target)
+    assert target.read_bytes() == b"old" and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "errno_, says",
+    [
+        (28, "cannot write models/model.pt: no space left on device; free space and rerun"),
+        (
+            30,
+            "cannot write models/model.pt: read-only file system; the file system is read-only: remount it "
+            "read-write, or run where the outputs can be written",
+        ),
+        (13, "cannot write models/model.pt: permission denied; make the folder writable for this user, then rerun"),
+    ],
+)
+def test_the_one_line_for_a_refused_output_says_what_to_do(errno_, says):
+    from mnistbench.entry import os_error
+
+    assert os_error(files.WriteError(errno_, os.strerror(errno_), "models/model.pt")) == says
+
+
+WITHOUT_OVERRIDE = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]  # root, bound by file modes
+
+
+def can_drop_the_override() -> bool:
+    return subprocess.run([*WITHOUT_OVERRIDE, sys.executable, "-c", "pass"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not can_drop_the_override(),
+    reason="needs root and setpriv (util-linux) to run the stage without CAP_DAC_OVERRIDE",
+)
+def test_a_folder_the_stage_may_not_write_is_one_line_and_the_previous_model_stays(workspace):
+    """EACCES, for real: the train stage without root's override of file modes, models/ read-only
+    to it (another user's, mode 555)."""
+    set_params(workspace / "params.yaml", train__epochs=1)
+    os.chown(workspace / "models", 65534, 65534)
+    os.chmod(workspace / "models", 0o555)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    process = subprocess.run(
+        [*WITHOUT_OVERRIDE, sys.executable, "-m", "stages.train", *TRAIN_ARGS],
+        cwd=workspace,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert process.returncode == 1
+    assert process.stderr.strip().splitlines() == [
+        "train: error: cannot write models/model.pt: permission denied; make the folder writable for this user, "
+        "then rerun"
+    ]
+    assert (workspace / "models/model.pt").read_bytes() == PREVIOUS and leftovers(workspace) == []

@@ -29,8 +29,9 @@ def local_imports(path: Path) -> set[str]:
             for candidate in (ROOT / (name.replace(".", "/") + ".py"), ROOT / name.replace(".", "/") / "__init__.py"):
                 if name.split(".")[0] in ("mnistbench", "stages", "commands", "lab") and candidate.is_file():
                     found.add(candidate.relative_to(ROOT).as_posix())
-    if path.relative_to(ROOT).parts[0] == "mnistbench":
-        found.add("mnistbench/__init__.py")  # importing any mnistbench module runs the package's
+    package = path.relative_to(ROOT).parts[0]
+    if package in ("mnistbench", "stages"):
+        found.add(f"{package}/__init__.py")  # importing any of the package's modules runs its __init__
     return found
 
 
