@@ -11,8 +11,11 @@ metrics/replicates.json (n, mean and sd of test accuracy). The `gate` section of
     below `gate.significance` and the mean dropped by at least `gate.min_drop`;
   - the current mean must stay at or above `gate.min_accuracy`, whatever the baseline.
 Prints a Markdown table: baseline and current mean ± sd (n), the difference with its 95%
-confidence interval, the p-value and the verdict; the single model's accuracy (metrics/test.json,
-one draw) is shown beside it for information.
+confidence interval, the p-value and the verdict; beside them, for information, P(current <
+baseline) (the Mann-Whitney probability that a current seed scores below a baseline seed, from
+plots/replicates.csv, kept in git for this), the change's interval over seeds and the test set's
+sampling, the smallest drop the test detects 90% of the time at these n and sds, and the single
+model's accuracy (metrics/test.json, one draw).
 
 Exit status: 0 passes, 1 fails (a regression), 2 cannot decide (no replicates at the baseline or in
 the workspace, a missing or non-numeric field, DVC or git failing), with a message saying why.
@@ -33,6 +36,8 @@ from mnistbench.params import GateParams, ParamsError, load_params
 PASS, FAIL, UNDECIDED = 0, 1, 2
 REPLICATES = "metrics/replicates.json"  # declared in dvc.yaml by the replicates stage
 SINGLE = "metrics/test.json"  # the evaluate stage's one model: shown, not gated
+PER_SEED = "plots/replicates.csv"  # in git (cache: false): the baseline's seeds, for P(current < baseline)
+PER_CLASS = "metrics/per_class.json"  # its supports sum to the test set's size
 GATED = "accuracy"
 SHOWN = (("accuracy", "test accuracy"), ("macro_f1", "test macro-F1"), ("loss", "test loss"))
 
@@ -152,7 +157,55 @@ def read_diff(diff: dict) -> tuple[dict[str, tuple[Sample | str, Sample | str]],
     return samples, (_number(single.get("old")), _number(single.get("new")))
 
 
-def table(samples: dict, single: tuple[float | None, float | None], verdict: Verdict, baseline_rev: str) -> str:
+@dataclass(frozen=True)
+class Beside:
+    """What the gate shows beside its Welch test, for the gated metric (mnistbench/stats.py)."""
+
+    p_lower: float | None  # P(a current seed scores below a baseline seed), Mann-Whitney
+    p_lower_interval: tuple[float, float] | None  # its 95% bootstrap interval over seeds
+    total: tuple[float, float] | None  # 95% interval of the change over seeds and the test set's sampling
+    detectable: float | None  # the drop a one-sided Welch test at the gate's level detects 90% of the time
+
+
+def beside(
+    old: Sample,
+    new: Sample,
+    old_seeds: list[float] | None,
+    new_seeds: list[float] | None,
+    test_images: int | None,
+    significance: float,
+) -> Beside:
+    """The test-set-aware interval is the unpaired binomial bound (each side's p(1 - p) / N): the
+    baseline's per-image predictions are not in git, and pairing the images could only narrow it."""
+    from mnistbench import stats
+
+    p = interval = total = None
+    if old_seeds and new_seeds and len(old_seeds) >= 2 and len(new_seeds) >= 2:
+        c = stats.compare(old_seeds, new_seeds)
+        p, interval = c.p_a_better, (c.p_a_better_interval.low, c.p_a_better_interval.high)
+    if test_images:
+        half = stats.t_half_width(
+            [
+                (old.sd**2 / old.n, old.n - 1),
+                (new.sd**2 / new.n, new.n - 1),
+                (old.mean * (1 - old.mean) / test_images, test_images - 1),
+                (new.mean * (1 - new.mean) / test_images, test_images - 1),
+            ]
+        )
+        change = new.mean - old.mean
+        total = (change - half, change + half)
+    detectable = stats.detectable_drop(old.sd, old.n, new.sd, new.n, significance) if old.n > 1 < new.n else None
+    return Beside(p, interval, total, detectable)
+
+
+def table(
+    samples: dict,
+    single: tuple[float | None, float | None],
+    verdict: Verdict,
+    baseline_rev: str,
+    extra: Beside | None = None,
+    significance: float | None = None,
+) -> str:
     def fmt(x) -> str:
         return str(x) if isinstance(x, Sample) else "missing"
 
@@ -161,8 +214,8 @@ def table(samples: dict, single: tuple[float | None, float | None], verdict: Ver
         f"### Accuracy gate: {label}",
         "",
         f"| metric, mean ± sd (n seeds) | baseline ({baseline_rev}) | current | change [95% CI] "
-        "| p (one-sided) | verdict |",
-        "|---|---|---|---|---|---|",
+        "| p (one-sided) | verdict | P(current < baseline) [95%] | change [95%, seeds and test set] |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for key, name in SHOWN:
         old, new = samples.get(key, (None, None))
@@ -171,14 +224,32 @@ def table(samples: dict, single: tuple[float | None, float | None], verdict: Ver
             c = verdict.comparison if key == GATED and verdict.comparison else welch(old, new)
             change = f"{c.difference:+.4f} [{c.ci95[0]:+.4f}, {c.ci95[1]:+.4f}]"
             p = f"{c.p_lower:.2g}" if key == GATED else ""
-        rows.append(f"| {name} | {fmt(old)} | {fmt(new)} | {change} | {p} | {label if key == GATED else 'info'} |")
+        more = " | |"
+        if key == GATED and extra is not None:
+            lower = (
+                f"{extra.p_lower:.2f} [{extra.p_lower_interval[0]:.2f}, {extra.p_lower_interval[1]:.2f}]"
+                if extra.p_lower is not None
+                else "n/a"
+            )
+            total = f"[{extra.total[0]:+.4f}, {extra.total[1]:+.4f}]" if extra.total else "n/a"
+            more = f" {lower} | {total} |"
+        rows.append(
+            f"| {name} | {fmt(old)} | {fmt(new)} | {change} | {p} | {label if key == GATED else 'info'} |" + more
+        )
     old, new = single
     shown = [("missing" if x is None else f"{x:.4f}") for x in (old, new)]
     change = f"{new - old:+.4f}" if old is not None and new is not None else "n/a"
     rows.append(
-        f"| test accuracy of the single model ({SINGLE}, one draw) | {shown[0]} | {shown[1]} | {change} |  | info |"
+        f"| test accuracy of the single model ({SINGLE}, one draw) | {shown[0]} | {shown[1]} | {change} |  | info | | |"
     )
-    return "\n".join(rows + ["", verdict.reason, ""])
+    notes = ["", verdict.reason]
+    if extra is not None and extra.detectable is not None:
+        notes.append(
+            f"At these n and sds, a drop of {extra.detectable:.4f} ({extra.detectable * 100:.2f} pp) fails the "
+            f"one-sided Welch test at {significance:g} 90% of the time; a smaller one may pass unseen. "
+            "The last column also covers the test set's sampling (unpaired binomial bound)."
+        )
+    return "\n".join(rows + notes + [""])
 
 
 def _git(*args: str) -> str | None:
@@ -201,6 +272,30 @@ def metrics_diff(baseline: str) -> dict:
     if result.returncode != 0:
         raise RuntimeError(" ".join((result.stderr or result.stdout).split()) or f"exit {result.returncode}")
     return json.loads(result.stdout or "{}")
+
+
+def per_seed(rev: str | None) -> list[float] | None:
+    """The replicates' per-seed test accuracies (plots/replicates.csv) at a git revision, or in the
+    workspace for None; None where there is no such file (before it was kept in git)."""
+    text = (
+        _git("show", f"{rev}:{PER_SEED}") if rev else (Path(PER_SEED).read_text() if Path(PER_SEED).is_file() else None)
+    )
+    if not text:
+        return None
+    rows = [line.split(",") for line in text.strip().splitlines()]
+    try:
+        column = rows[0].index("accuracy")
+        return [float(row[column]) for row in rows[1:]]
+    except (ValueError, IndexError):
+        return None
+
+
+def test_images() -> int | None:
+    """How many test images the workspace's model was scored on (metrics/per_class.json's supports)."""
+    try:
+        return sum(int(c["support"]) for c in json.loads(Path(PER_CLASS).read_text()).values())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def gate(diff: dict, rules: GateParams) -> tuple[dict, tuple, Verdict]:
@@ -229,7 +324,11 @@ def main(argv: list[str] | None = None) -> int:
         samples, single, verdict = gate(metrics_diff(baseline), rules)
     except (RuntimeError, json.JSONDecodeError, AttributeError) as e:
         samples, single, verdict = {}, (None, None), Verdict(UNDECIDED, f"`dvc metrics diff {baseline}` failed: {e}")
-    report = table(samples, single, verdict, baseline)
+    extra = None
+    old, new = samples.get(GATED, (None, None))
+    if isinstance(old, Sample) and isinstance(new, Sample):
+        extra = beside(old, new, per_seed(baseline), per_seed(None), test_images(), rules.significance)
+    report = table(samples, single, verdict, baseline, extra, rules.significance)
     print(report)
     if args.output:
         args.output.write_text(report)

@@ -6,7 +6,9 @@
 
 Reads `dvc exp show --json`: params from params.yaml, results from metrics/replicates.json (test
 accuracy over the replicates' seeds, mean ± sd (n): what rows are ranked by), metrics/test.json
-(the single model's, one draw) and metrics/train.json, so nothing is rerun.
+(the single model's, one draw) and metrics/train.json, so nothing is rerun. Within each dataset,
+each run is tested against the best (Welch on the seeds' summaries, Holm-adjusted): "ties" marks
+a gap the seeds' noise could have made.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ COLUMNS = [
     "model",
     "training",
     "test accuracy, mean ± sd (n seeds)",
+    "against the best",
     "single model",
     "macro-F1 (single)",
     "parameters",
@@ -103,6 +106,7 @@ def row(run: dict) -> dict:
         "training": describe_training(params.get("train") or {}),
         # ranked by the replicates' mean; runs from before the replicates stage by their one draw
         "accuracy": replicates["mean"] if spread != "-" else test.get("accuracy"),
+        "replicates": replicates if spread != "-" else None,
         "test accuracy, mean ± sd (n seeds)": spread,
         "single model": _fmt(test.get("accuracy"), "{:.4f}"),
         "macro-F1 (single)": _fmt(test.get("macro_f1"), "{:.4f}"),
@@ -114,7 +118,40 @@ def _fmt(value, pattern: str) -> str:
     return "-" if value is None else pattern.format(value)
 
 
+def against_the_best(rows: list[dict]) -> None:
+    """Fill each row's "against the best" column: within each dataset, every run with replicates
+    against the one of the highest mean, by Welch's test on their summaries, Holm-adjusted over
+    the dataset's runs (mnistbench/stats.py). A run ties the best when the adjusted p is at least
+    0.05: its gap could be the seeds' noise. Runs without replicates (one draw) are not ranked so."""
+    from mnistbench import stats
+
+    for dataset in {r["dataset"] for r in rows}:
+        ranked = sorted(
+            (r for r in rows if r["dataset"] == dataset and r.get("replicates")), key=lambda r: -r["replicates"]["mean"]
+        )
+        if not ranked:
+            continue
+        best, others = ranked[0]["replicates"], ranked[1:]
+        p = [
+            stats.welch_from_stats(
+                best["mean"],
+                best["sd"],
+                best["n"],
+                o["replicates"]["mean"],
+                o["replicates"]["sd"],
+                o["replicates"]["n"],
+            )
+            for o in others
+        ]
+        ranked[0]["against the best"] = "**best**"
+        for row, adjusted in zip(others, stats.holm(p)):
+            row["against the best"] = f"{'ties' if adjusted >= stats.ALPHA else 'below'} (Holm p = {adjusted:.2g})"
+
+
 def markdown(rows: list[dict]) -> str:
+    for r in rows:
+        r.setdefault("against the best", "-")
+    against_the_best(rows)
     rows = sorted(rows, key=lambda r: (r["dataset"] != "mnist", r["dataset"], -(r["accuracy"] or 0)))
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
     lines += ["| " + " | ".join(str(r[c]) for c in COLUMNS) + " |" for r in rows]

@@ -1,8 +1,10 @@
 """Training speed, side by side with the seed's DataLoader loop, in one run.
 
     python -m lab.bench                      # about 2 minutes; DATA_MIRROR as for prepare
-    python -m lab.bench --output bench.md    # also write the Markdown tables to a file
     python -m lab.bench --threads 2          # both loops at 2 torch threads
+    python -m lab.bench --against ../old     # and this step beside another checkout's, alternately
+
+Writes lab/records/bench.json (lab/record.py) and prints its tables (lab/render.py).
 
 Both loops train the same MLP (params.yaml: model, train) with Adam and cross-entropy at batch 64
 on the same 60,000 training images, fetched and verified as in prepare, at the same torch thread
@@ -12,7 +14,7 @@ count (train.threads, or --threads), and are scored on the 10,000 test images:
   (b) this project's step (mnistbench.train): the data as one tensor, index_select batches of a
       seeded permutation, fused Adam, no per-step host sync;
   (b') the same step on the fastest kernels, which are not portable: MKL's AVX2 GEMM for every
-      linear layer (MKL_CBWR=AVX2, no oneDNN), as before issue 12. MKL runs other kernels on AMD
+      linear layer (MKL_CBWR=AVX2, no oneDNN). MKL runs other kernels on AMD
       than on Intel there, so its bytes depend on the CPU's vendor (mnistbench/portable.py); (b)
       gives the same bytes on both, and this row is what that costs.
 Each measurement runs in a fresh process, so peak memory (max RSS, imports included) is its own.
@@ -28,7 +30,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -39,6 +40,7 @@ from pathlib import Path
 
 import torch
 
+from lab import record, render
 from mnistbench import data, portable
 from mnistbench.data import load_normalized
 from mnistbench.entry import run_command
@@ -145,9 +147,13 @@ def worker_vendor(workdir: str, epochs: int, batch_size: int, threads: int) -> d
 VENDOR_ENV = {"MKL_CBWR": "AVX2"}  # (b')'s MKL branch: read when torch loads, so set for its process
 
 
-def _run(*args: str, env: dict | None = None) -> dict:
+def _run(*args: str, env: dict | None = None, cwd: Path | None = None) -> dict:
+    """A measurement in a fresh process: this checkout's, or another's (`cwd`, as --against names
+    it: its own bench module, lab/bench.py or, before the lab, mnistbench/bench.py)."""
+    module = "lab.bench" if cwd is None or (Path(cwd) / "lab/bench.py").is_file() else "mnistbench.bench"
     result = subprocess.run(
-        [sys.executable, "-m", "lab.bench", *args],
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
         capture_output=True,
         text=True,
         env={**os.environ, **env} if env else None,
@@ -167,33 +173,25 @@ def _per_epoch(result: dict) -> float:
     return statistics.median(result["seconds"][1:])
 
 
-def cpu_name() -> str:
-    """The CPU's model name, as /proc/cpuinfo gives it ("AMD EPYC"), where there is one."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
-
-
-def machine(threads: int) -> str:
-    params = load_params()
-    return (
-        f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__} "
-        f"(CPU capability {torch.backends.cpu.get_cpu_capability()}), {threads} torch "
-        f"thread{'s' if threads > 1 else ''}, "
-        f"train.device={params.train.device}, Python {platform.python_version()}"
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, help="also write the Markdown report here")
     parser.add_argument("--threads", type=int, help="torch threads for both loops (default: train.threads)")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        metavar="CHECKOUT",
+        help="another checkout of this project "
+        "(`git worktree add ../old REV`): its step timed beside this one's, alternately",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="with --against: alternate rounds, medians (default 3)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads is not None and args.threads < 1:
         parser.error("--threads must be at least 1")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    if args.against is not None and not (args.against / "params.yaml").is_file():
+        parser.error(f"--against {args.against}: not a checkout of this project (no params.yaml)")
     if args.worker:  # a measurement in its own process: print one JSON line
         kind, workdir, *numbers = args.worker.split(",")
         worker = {"seed": worker_seed, "project": worker_project, "vendor": worker_vendor}[kind]
@@ -233,51 +231,55 @@ def main() -> None:
     }
     dvc_check = statistics.median(_wall([sys.executable, "-m", "dvc", "status", "-q"]) for _ in range(3))
 
-    a, b, b_other = _per_epoch(seed), _per_epoch(ours), _per_epoch(ours_other)
-    rate_a, rate_b = seed["samples"] / a, ours["samples"] / b
+    against = None
+    if args.against:
+        with tempfile.TemporaryDirectory(prefix="mnist-bench-") as workdir:
+            data.save_split(Path(workdir) / "train.pt", train_images, train_labels)
+            data.save_split(Path(workdir) / "test.pt", test_images, test_labels)
+            here, there = [], []
+            for round_ in range(args.rounds):  # alternately, so a host that slows down slows both alike
+                print(f"bench: round {round_ + 1}: this checkout, then {args.against} ...", file=sys.stderr, flush=True)
+                here.append(_per_epoch(_run("--worker", f"project,{workdir},10,{batch},{threads}")))
+                there.append(_per_epoch(_run("--worker", f"project,{workdir},10,{batch},{threads}", cwd=args.against)))
+        against = {
+            "checkout": str(args.against),
+            "rounds": args.rounds,
+            "epoch_seconds": statistics.median(here),
+            "their_epoch_seconds": statistics.median(there),
+            "all": {"here": here, "there": there},
+            "ratio": statistics.median(here) / statistics.median(there),
+        }
 
-    def rss(r: dict) -> str:
-        return f"{r['peak_rss_mib']:,.0f} MiB ({r['imported_rss_mib']:,.0f} after imports)"
+    def result(r: dict, epochs: int) -> dict:
+        per_epoch = _per_epoch(r)
+        return {
+            "threads": r["threads"],
+            "epoch_seconds": per_epoch,
+            "images_per_second": r["samples"] / per_epoch,
+            "peak_rss_mib": r["peak_rss_mib"],
+            "imported_rss_mib": r["imported_rss_mib"],
+            "accuracy": r["accuracy"],
+            "epochs": epochs,
+        }
 
-    lines = [
-        f"Machine: {machine(threads)}.",
-        "",
-        f"| loop (batch {batch}, {seed['samples']:,} images, fp32) | threads | s/epoch | images/s | peak RSS "
-        "| test accuracy |",
-        "|---|---|---|---|---|---|",
-        f"| (a) seed: DataLoader + ToTensor + Normalize per sample | {seed['threads']} | {a:.3f} | {rate_a:,.0f} | "
-        f"{rss(seed)} | {seed['accuracy']:.4f} after {SEED_EPOCHS} epochs |",
-        f"| (b) this project: in-memory tensors, fused Adam | {ours['threads']} | {b:.3f} | {rate_b:,.0f} | "
-        f"{rss(ours)} | {ours['accuracy']:.4f} after 10 epochs ({ours['device']}) |",
-        f"| **(b) / (a)** | | | **{rate_b / rate_a:.1f}×** | | |",
-        f"| (b') (b) on vendor-specific kernels (MKL_CBWR={vendor['mkl_cbwr']}, no oneDNN linear): "
-        f"not portable | {vendor['threads']} | {_per_epoch(vendor):.3f} | "
-        f"{vendor['samples'] / _per_epoch(vendor):,.0f} | "
-        f"{rss(vendor)} | {vendor['accuracy']:.4f} after 10 epochs |",
-        f"| (b) at {other_threads} thread{'s' if other_threads > 1 else ''} (against (a) at {threads}) | "
-        f"{other_threads} | {b_other:.3f} | {ours_other['samples'] / b_other:,.0f} | "
-        f"{rss(ours_other)} | {ours_other['accuracy']:.4f} after 4 epochs |",
-        "",
-        "| this project, batch size | s/epoch | images/s |",
-        "|---|---|---|",
-        *[f"| {size} | {_per_epoch(r):.3f} | {r['samples'] / _per_epoch(r):,.0f} |" for size, r in sizes.items()],
-        "",
-        f"| this project, epochs (batch {batch}) | 1 | 5 | 10 |",
-        "|---|---|---|---|",
-        "| training time, s | " + " | ".join(f"{sum(ours['seconds'][:n]):.2f}" for n in (1, 5, 10)) + " |",
-        "",
-        "| fixed cost of `dvc repro`, s (median of 3) | |",
-        "|---|---|",
-        f"| DVC's own check (`dvc status`, what a no-op `dvc repro` pays) | {dvc_check:.2f} |",
-        *[f"| `{stage}` start-up: interpreter, imports, exit | {s:.2f} |" for stage, s in startup.items()],
-        "",
-        f"Per-epoch times are medians over epochs 2-{SEED_EPOCHS} (a) and 2-10 (b, b'); "
-        "peak RSS includes the interpreter and torch.",
-    ]
-    report = "\n".join(lines) + "\n"
-    print(report)
-    if args.output:
-        args.output.write_text(report)
+    figures = {
+        "batch": batch,
+        "threads": threads,
+        "images": seed["samples"],
+        "seed_loop": result(seed, SEED_EPOCHS),
+        "project": result(ours, 10),
+        "vendor": result(vendor, 10) | {"mkl_cbwr": vendor["mkl_cbwr"]},
+        "project_other_threads": result(ours_other, 4),
+        "speedup": (ours["samples"] / _per_epoch(ours)) / (seed["samples"] / _per_epoch(seed)),
+        "batch_sizes": {str(size): result(r, len(r["seconds"])) for size, r in sizes.items()},
+        "training_seconds": {str(n): sum(ours["seconds"][:n]) for n in (1, 5, 10)},
+        "dvc_status_seconds": dvc_check,
+        "startup_seconds": startup,
+        "against": against,
+    }
+    path = record.write("bench", figures)
+    print(render.bench(record.load("bench")))
+    print(f"bench: {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":

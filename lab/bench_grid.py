@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -28,8 +27,8 @@ import threading
 import time
 from pathlib import Path
 
+from lab import record, render
 from mnistbench.entry import run_command
-from mnistbench.files import write_text
 
 RAY_DAEMONS = ("raylet", "gcs_server", "ray/dashboard", "log_monitor", "monitor.py", "runtime_env", "ray_client")
 
@@ -105,7 +104,6 @@ def main() -> None:
         default="evaluate",
         help="stage each run goes up to (default evaluate: the single model; all: the whole pipeline)",
     )
-    parser.add_argument("--output", type=Path, help="also write the Markdown table here")
     args = parser.parse_args()
     if args.runs < 1 or args.jobs < 2:
         parser.error("--runs must be at least 1 and --jobs at least 2 (the Ray side runs that many at once)")
@@ -134,25 +132,20 @@ def main() -> None:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     ready = re.search(r"ready in ([\d.]+) s", out)
-    what = f"`dvc exp run {args.target}`" if args.target else "`dvc exp run`"
-    table = "\n".join(
-        [
-            f"Grid of {args.runs} runs of params.yaml's model, each {what} on its own seed, "
-            f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}:",
-            "",
-            "| grid | wall time (s) | speed-up |",
-            "|---|---|---|",
-            f"| `--jobs 1` (in turn, in the workspace) | {in_turn:.1f} | 1.00× |",
-            f"| `--jobs {args.jobs}` (Ray, own clones) | {on_ray:.1f} | {in_turn / on_ray:.2f}× |",
-            "",
-            f"Ray's start-up (ray.init): {ready.group(1) if ready else '?'} s. Largest resident memory of one "
-            f"Ray task's process tree (Ray worker + dvc + stage): {sampler.task_max / 2**20:.0f} MiB; of Ray's own "
-            f"processes (raylet, GCS, ...): {sampler.ray_max / 2**20:.0f} MiB.",
-        ]
-    )
-    print(table)
-    if args.output:
-        write_text(args.output, table + "\n")
+    figures = {
+        "runs": args.runs,
+        "jobs": args.jobs,
+        "target": args.target,
+        "in_turn_seconds": in_turn,
+        "ray_seconds": on_ray,
+        "speedup": in_turn / on_ray,
+        "ray_start_seconds": float(ready.group(1)) if ready else None,
+        "task_max_mib": sampler.task_max / 2**20,
+        "ray_max_mib": sampler.ray_max / 2**20,
+    }
+    path = record.write("bench_grid", figures)
+    print(render.bench_grid(record.load("bench_grid")))
+    print(f"bench_grid: {path}")
 
 
 if __name__ == "__main__":

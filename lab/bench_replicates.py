@@ -1,7 +1,7 @@
 """What n seeds cost against one: the replicates stage's training beside one single run.
 
     python -m lab.bench_replicates                 # default: 10 seeds, params.yaml's training
-    python -m lab.bench_replicates --seeds 10 --epochs 3 --rounds 3 --output bench_replicates.md
+    python -m lab.bench_replicates --seeds 10 --epochs 3 --rounds 3
     python -m lab.bench_replicates --device cuda --seeds 100    # on a GPU: the seeds batched
 
 Times, in one process and interleaved round by round, (a) one seed trained and scored as the train
@@ -14,24 +14,23 @@ trains an MLP's seeds there (mnistbench/batched.py); each timing ends with the r
 On the CPU, for an MLP, (c) times that batched training too, at 2 threads: the stage's design on a
 GPU, and the evidence for not using it on the CPU. Run `dvc repro prepare`
 first, and time on an idle machine: a second busy process on 2 cores slows both many times over.
+Writes lab/records/bench_replicates.json (bench_replicates_cuda.json on a GPU) and prints its table.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import statistics
 import time
 from pathlib import Path
 
 import torch
 
-from lab.bench import cpu_name
+from lab import record, render
 from mnistbench.batched import fit_batched, unstackable
 from mnistbench.data import load_normalized
 from mnistbench.entry import run_command
-from mnistbench.files import write_text
 from mnistbench.params import ParamsError, load_params
 from mnistbench.replicates import fit_replicates, quiet, seed_block, train_one
 from mnistbench.runtime import configure_torch
@@ -45,7 +44,6 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds; medians over them (default 3)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: train.device")
     parser.add_argument("--data", type=Path, default=Path("data/prepared"))
-    parser.add_argument("--output", type=Path, help="also write the Markdown table here")
     args = parser.parse_args()
     params = load_params()
     if min(n for n in (args.seeds, args.rounds, args.jobs, args.epochs) if n is not None) < 1:
@@ -87,28 +85,24 @@ def main() -> None:
 
     medians = {name: statistics.median(values) for name, values in times.items()}
     one = min(v for name, v in medians.items() if name not in (many, batched_run))
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu_name()}, {os.cpu_count()} cores"
-    lines = [
-        f"{where}, torch {torch.__version__}, {train_params.epochs} epochs "
-        f"of {params.model.arch}, batch {train_params.batch_size}, each run trained and scored; "
-        f"medians of {args.rounds} interleaved rounds",
-        "",
-        "| training | wall time (s), median | all rounds (s) |",
-        "|---|---|---|",
-    ]
-    for name, values in times.items():
-        lines.append(f"| {name} | {medians[name]:.2f} | " + ", ".join(f"{v:.2f}" for v in values) + " |")
-    lines += [
-        "",
-        f"{args.seeds} seeds cost **{medians[many] / one:.2f}x** one seed at its best thread count: "
-        f"{medians[many] / args.seeds / one:.3g} of a single run per seed.",
-    ]
-    if batched_run in medians:
-        lines.append(f"Batched in one process: **{medians[batched_run] / one:.2f}x**.")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.output:
-        write_text(args.output, text)
+    figures = {
+        "arch": params.model.arch,
+        "epochs": train_params.epochs,
+        "batch": train_params.batch_size,
+        "seeds": args.seeds,
+        "jobs": jobs,
+        "threads": train_params.threads,
+        "device": device.type,
+        "rounds": args.rounds,
+        "runs": {name: {"median": medians[name], "all": times[name]} for name in runs},
+        "many": many,
+        "ratio": medians[many] / one,
+        "batched_ratio": medians[batched_run] / one if batched_run in medians else None,
+    }
+    name = "bench_replicates" if device.type == "cpu" else "bench_replicates_cuda"
+    path = record.write(name, figures)
+    print(render.bench_replicates(record.load(name)))
+    print(f"bench_replicates: {path}")
 
 
 if __name__ == "__main__":

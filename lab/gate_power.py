@@ -2,7 +2,7 @@
 rate on real regressions.
 
     python -m lab.gate_power                         # after `dvc repro prepare`; ~10 minutes here
-    python -m lab.gate_power --pool 60 --regression-pool 30 --draws 200 --output gate_power.md
+    python -m lab.gate_power --pool 60 --regression-pool 30 --draws 200
 
 Trains, once, a pool of seeds of the configuration in params.yaml (seeds 1000, 1001, ...: none
 of the committed block) and a smaller pool of each regression (`--regression KEY=VALUE`, e.g.
@@ -14,7 +14,7 @@ them, and scores each seed on the test set. Then, with a seeded RNG:
     the gate fails.
 The gate's rule is commands.gate.decide with the `gate` section of params.yaml, as in CI.
 Per-seed accuracies are cached in --cache (JSON, keyed by configuration and seed), so a rerun
-with other --draws or check settings costs no training.
+with other --draws or gate settings costs no training. Writes lab/records/gate_power.json.
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ from pathlib import Path
 from scipy import stats
 
 from commands.gate import FAIL, Sample, decide
+from lab import record, render
 from mnistbench.data import load_normalized
 from mnistbench.entry import run_command
-from mnistbench.files import FileFormatError, write_json, write_text
+from mnistbench.files import FileFormatError, write_json
 from mnistbench.params import Params, ParamsError, from_dict, load_tree
 from mnistbench.params import override as params_override
 from mnistbench.replicates import fit_replicates, quiet
@@ -67,7 +68,7 @@ def pool(params: Params, size: int, data: Path, cache: dict, key: str, label: st
             seeds = missing[i : i + BLOCK]
             started = time.perf_counter()
             results = fit_replicates(params.model, params.train, seeds, splits, device, jobs=jobs, log=quiet)
-            for seed, (scores, _) in zip(seeds, results):
+            for seed, (scores, _, _) in zip(seeds, results):
                 done[str(seed)] = scores["accuracy"]
             print(
                 f"gate_power: {label}: seeds {seeds[0]}-{seeds[-1]} in {time.perf_counter() - started:.0f} s",
@@ -95,10 +96,9 @@ def fail_rate(base_pool: list[float], other: list[float] | None, n: int, draws: 
 
 
 def clopper_pearson(k: int, n: int) -> tuple[float, float]:
-    """Exact 95% interval of a rate of k in n."""
-    low = stats.beta.ppf(0.025, k, n - k + 1) if k > 0 else 0.0
-    high = stats.beta.ppf(0.975, k + 1, n - k) if k < n else 1.0
-    return float(low), float(high)
+    """Exact (Clopper-Pearson) 95% interval of a rate of k in n."""
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+    return float(ci.low), float(ci.high)
 
 
 def main() -> None:
@@ -113,7 +113,6 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path(".cache/gate_power.json"))
     parser.add_argument("--jobs", type=int, help="seeds trained at once (default: replicates.jobs)")
     parser.add_argument("--significance", type=float, help="the gate's level to replay (default: gate.significance)")
-    parser.add_argument("--output", type=Path, help="also write the Markdown table here")
     args = parser.parse_args()
     if args.significance is not None and not 0 < args.significance < 1:
         parser.error(f"--significance {args.significance:g}: must lie between 0 and 1, e.g. 0.01")
@@ -163,26 +162,35 @@ def main() -> None:
         )
         write_json(args.cache, cache)
 
-    lines = [
-        f"Gate: one-sided Welch t-test at {rules.significance:g}, minimum drop {rules.min_drop:g}, floor "
-        f"{rules.min_accuracy:g}; blocks of replicates.n = {n} seeds; {args.draws} draws per row (seeded).",
-        "",
-        "| change | its pool: test accuracy, mean ± sd (seeds) | true drop (pp) | gate fails | rate [95% CI] |",
-        "|---|---|---|---|---|",
-    ]
     base_mean = statistics.fmean(base)
+    table = []
     for label, values, regression in rows:
         fails = fail_rate(base, values if regression else None, n, args.draws, rules, rng)
         low, high = clopper_pearson(fails, args.draws)
-        drop = (base_mean - statistics.fmean(values)) * 100
-        lines.append(
-            f"| {label} | {statistics.fmean(values):.4f} ± {statistics.stdev(values):.4f} ({len(values)}) | "
-            f"{drop:.2f} | {fails}/{args.draws} | {fails / args.draws:.1%} [{low:.1%}, {high:.1%}] |"
+        table.append(
+            {
+                "change": label,
+                "mean": statistics.fmean(values),
+                "sd": statistics.stdev(values),
+                "pool": len(values),
+                "drop_pp": (base_mean - statistics.fmean(values)) * 100,
+                "fails": fails,
+                "draws": args.draws,
+                "rate_low": low,
+                "rate_high": high,
+            }
         )
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.output:
-        write_text(args.output, text)
+    figures = {
+        "significance": rules.significance,
+        "min_drop": rules.min_drop,
+        "min_accuracy": rules.min_accuracy,
+        "n": n,
+        "draws": args.draws,
+        "rows": table,
+    }
+    path = record.write("gate_power", figures)
+    print(render.gate_power(record.load("gate_power")))
+    print(f"gate_power: {path}")
 
 
 if __name__ == "__main__":

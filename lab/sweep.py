@@ -1,6 +1,6 @@
 """Validation accuracy per epoch over several seeds: how the default epoch count was chosen.
 
-    python -m lab.sweep --seeds 5 --epochs 15     # after `dvc repro prepare`
+    python -m lab.sweep --seeds 5 --epochs 15 --record    # after `dvc repro prepare`; lab/records/sweep.json
 
 Reads only train.pt and val.pt (never the test set) and params.yaml for everything else; prints
 the mean and min validation accuracy over seeds after each epoch. ~1 minute per seed at 15 epochs.
@@ -13,6 +13,7 @@ import dataclasses
 import statistics
 from pathlib import Path
 
+from lab import record
 from mnistbench.data import load_normalized
 from mnistbench.entry import run_command
 from mnistbench.params import load_params
@@ -25,6 +26,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--data", type=Path, default=Path("data/prepared"))
+    parser.add_argument("--record", action="store_true", help="also write lab/records/sweep.json")
     args = parser.parse_args()
     if args.seeds < 1 or args.epochs < 1:
         parser.error("--seeds and --epochs must be at least 1")
@@ -42,6 +44,15 @@ def main() -> None:
     print("\n| epoch | mean val accuracy | min val accuracy |\n|---|---|---|")
     for epoch, accs in enumerate(zip(*curves), start=1):
         print(f"| {epoch} | {statistics.mean(accs):.4f} | {min(accs):.4f} |")
+    if args.record:
+        figures = {
+            "seeds": args.seeds,
+            "epochs": args.epochs,
+            "curves": curves,
+            "mean": [statistics.mean(a) for a in zip(*curves)],
+            "min": [min(a) for a in zip(*curves)],
+        }
+        print(f"sweep: {record.write('sweep', figures)}")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ USER_ERRORS = {
     "mnistbench.data": "DataError",
     "mnistbench.files": "FileFormatError",
     "mnistbench.replicates": "WorkerError",
+    "mnistbench.benchmark": "CellError",
 }
 
 # What to do about an output the OS refused to write, by errno.

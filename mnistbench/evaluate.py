@@ -75,7 +75,8 @@ def predictions_csv(y_true: np.ndarray, y_pred: np.ndarray) -> str:
     return "actual,predicted\n" + "".join(f"{a},{p}\n" for a, p in zip(y_true.tolist(), y_pred.tolist()))
 
 
-def _png(fig, **savefig) -> bytes:
+def png(fig, **savefig) -> bytes:
+    """The figure as PNG bytes, closed; no version stamp, so the same bytes everywhere."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, metadata={"Software": None}, **savefig)  # no version stamp in the bytes
     plt.close(fig)
@@ -94,14 +95,14 @@ def confusion_png(y_true: np.ndarray, y_pred: np.ndarray, names: list[str]) -> b
     )
     ax.set(title=f"Confusion matrix: {len(y_true):,} test images", xlabel="Predicted", ylabel="Actual")
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)
 
 
 def report_png(y_true: np.ndarray, y_pred: np.ndarray, names: list[str]) -> bytes:
     text = classification_report(y_true, y_pred, labels=CLASSES, target_names=names, digits=4, zero_division=0)
     fig = plt.figure(figsize=(6, 4))
     fig.text(0, 1, "Classification report (test)\n\n" + text, family="monospace", fontsize=10, va="top")
-    return _png(fig, bbox_inches="tight", pad_inches=0.2)  # crop to the text
+    return png(fig, bbox_inches="tight", pad_inches=0.2)  # crop to the text
 
 
 def misclassified_png(images: torch.Tensor, y_true: np.ndarray, y_pred: np.ndarray, limit: int) -> bytes:
@@ -133,4 +134,4 @@ def misclassified_png(images: torch.Tensor, y_true: np.ndarray, y_pred: np.ndarr
         fontsize=8,
     )
     fig.tight_layout(pad=0.3)
-    return _png(fig)
+    return png(fig)

@@ -2,7 +2,7 @@
 
     seeds = seed_block(params.train, params.replicates.n)       # train.seed .. train.seed + n - 1
     results = fit_replicates(params.model, params.train, seeds, (train, val, test), device, jobs=2)
-    scores = [scores for scores, _ in results]                  # [{"accuracy", "macro_f1", "loss"}, ...]
+    scores = [r.scores for r in results]                        # [{"accuracy", "macro_f1", "loss"}, ...]
     summary = summarize([row["accuracy"] for row in scores])     # n, mean, sd, min, max, 95% CI
 
 On the CPU each seed is trained by mnistbench.train.fit, the train stage's own code, so replicate
@@ -29,6 +29,7 @@ import os
 import signal
 import statistics
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 
@@ -46,6 +47,14 @@ def seed_block(train: TrainParams, n: int) -> list[int]:
     """The replicates' seeds: train.seed, train.seed + 1, ..., train.seed + n - 1 (params.py
     refuses a block past the largest seed)."""
     return list(range(train.seed, train.seed + n))
+
+
+class Replicate(NamedTuple):
+    """One seed's result: its test scores, its weights and its prediction for each test image."""
+
+    scores: dict  # accuracy, macro_f1, loss
+    state_dict: dict[str, torch.Tensor]
+    predicted: torch.Tensor  # (N,) uint8: the predicted class of each test image, in the split's order
 
 
 class WorkerError(RuntimeError):
@@ -142,20 +151,21 @@ def fit_replicates(
     device: torch.device,
     jobs: int = 1,
     log: Callable[[str], None] = print,
-) -> list[tuple[dict, dict[str, torch.Tensor]]]:
-    """(scores, state_dict) per seed, in seed order: each seed trained and scored as a single run,
+) -> list[Replicate]:
+    """A Replicate per seed, in seed order: each seed trained and scored as a single run,
     `jobs` seeds at a time in worker processes on the CPU. On a GPU, a dense model's seeds train
     at once as one batched model (mnistbench.batched: to float rounding, not to the bit, the single
     runs), any other model's one after another in this process."""
     from mnistbench import evaluate as ev  # scikit-learn: in this process only
 
     y_true = data[2][1].cpu().clone().numpy()  # its own copy: handing the splits to workers moves their storage
-    results: dict[int, tuple[dict, dict]] = {}
+    results: dict[int, Replicate] = {}
 
     def done(seed: int, result: tuple[torch.Tensor, dict]) -> None:
         logits, state_dict = result
-        results[seed] = ev.score(y_true, logits)[0], state_dict  # as the evaluate stage scores the single model
-        log(f"seed {seed}: test accuracy {results[seed][0]['accuracy']:.4f} ({len(results)}/{len(seeds)} seeds done)")
+        scores = ev.score(y_true, logits)[0]  # as the evaluate stage scores the single model
+        results[seed] = Replicate(scores, state_dict, logits.argmax(1).to(torch.uint8))
+        log(f"seed {seed}: test accuracy {scores['accuracy']:.4f} ({len(results)}/{len(seeds)} seeds done)")
 
     if device.type == "cuda":
         reason = batched.unstackable(model_params)

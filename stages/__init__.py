@@ -8,7 +8,7 @@ signal in those seconds is handled too, and the stage ends when dvc ends. Import
 
 import sys
 
-OUTPUTS_KEPT = {"validate"}  # its output is `persist: true` in dvc.yaml: DVC never deletes it
+OUTPUTS_KEPT = {"validate", "benchmark_validate"}  # their output is `persist: true`: DVC never deletes it
 
 _args = sys.orig_argv
 if "-m" in _args and _args.index("-m") + 1 < len(_args) and _args[_args.index("-m") + 1].startswith(f"{__name__}."):

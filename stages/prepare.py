@@ -3,7 +3,8 @@
     dvc repro prepare          # or: python -m stages.prepare --out data/prepared
     DATA_MIRROR=../shared/datasets dvc repro prepare   # offline mirror (see mnistbench/data.py)
 
-The dataset is params.yaml's prepare.dataset: mnist, fashion-mnist or kmnist.
+The dataset is params.yaml's prepare.dataset: mnist, fashion-mnist or kmnist; for the benchmark
+(benchmark/dvc.yaml), each of its datasets in turn: `--benchmark benchmark/params.yaml --dataset NAME`.
 
 Writes train.pt, val.pt, test.pt: dicts of images (N, 28, 28) uint8 and labels (N,) int64.
 """
@@ -17,13 +18,23 @@ from mnistbench import data
 from mnistbench.entry import run_stage
 from mnistbench.mirrors import parse_mirrors
 from mnistbench.params import check_val_size, load_params
+from mnistbench.protocol import load_protocol
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for train.pt, val.pt, test.pt")
+    parser.add_argument(
+        "--benchmark",
+        type=Path,
+        metavar="PARAMS",
+        help="the benchmark's protocol to read instead of params.yaml (benchmark/dvc.yaml), with --dataset",
+    )
+    parser.add_argument("--dataset", help="with --benchmark: the dataset to prepare")
     args = parser.parse_args()
-    params = load_params().prepare
+    if (args.benchmark is None) != (args.dataset is None):
+        parser.error("--benchmark and --dataset go together")
+    params = load_protocol(args.benchmark).prepare_params(args.dataset) if args.benchmark else load_params().prepare
 
     dataset = data.pinned(params.dataset)
     check_val_size(params.val_size, dataset.train_size)  # before any download

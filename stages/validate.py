@@ -118,11 +118,15 @@ def main() -> None:
     check_val_size(params.prepare.val_size, declared["train_size"])
     check_mirror(params, list(declared["files"]), os.environ.get("DATA_MIRROR"))
     check_code(params)
+    write_valid(args.out)
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f".{args.out.name}.tmp")
+
+def write_valid(out: Path) -> None:
+    """The stage's output, always the same bytes, written atomically (no torch: not files.py)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(VALID)
-    os.replace(tmp, args.out)
+    os.replace(tmp, out)
 
 
 if __name__ == "__main__":

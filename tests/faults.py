@@ -98,10 +98,25 @@ class Watch(threading.Thread):
 class Scenario:
     stage: str  # train, evaluate or replicates
     fault: str  # one of FAULTS
-    params: tuple[tuple[str, object], ...] = ()  # params.yaml edits (section__key, value) that make the stage run long
 
 
 FAULTS = ("sigkill the stage", "sigterm the stage", "sigint to the group", "sigterm dvc", "kill a worker")
+LONG = {  # params edits that keep each stage running until the fault, rerunning it alone under `dvc repro <stage>`
+    "train": (("train__epochs", 100_000),),
+    "evaluate": (("evaluate__batch_size", 7),),  # a few seconds: the fault lands in its imports or scoring
+    # a seed that never ends: a worker that outlived its stage would train on for good
+    "replicates": (("replicates__n", 4), ("train__epochs", 100_000)),
+    "replicates, cnn": (
+        ("replicates__n", 4),
+        ("train__epochs", 100_000),
+        ("model__arch", "cnn"),
+        ("model__channels", [4]),
+        ("model__hidden", [8]),
+    ),
+}
+CASES = [
+    (stage, fault) for stage in LONG for fault in FAULTS if fault != "kill a worker" or stage.startswith("replicates")
+]
 
 
 @dataclasses.dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import hashlib
 import json
 import os
 import shutil
@@ -122,6 +123,8 @@ def e2e_repo(base: Path) -> tuple[Path, dict, subprocess.CompletedProcess]:
             shutil.copy(src, repo / name)
     files = write_mirror(mirror, n_train=300, n_test=100)
     fashion = write_mirror(mirror, n_train=300, n_test=100, dataset="fashion-mnist", seed=5)
+    # kmnist: pinned, but in a mirror folder of its own, outside DATA_MIRROR unless a test adds it
+    kmnist = write_mirror(base / "kmnist-mirror", n_train=300, n_test=100, dataset="kmnist", seed=9)
     (repo / "mnistbench" / "datasets.json").write_text(
         json.dumps(
             {
@@ -131,7 +134,7 @@ def e2e_repo(base: Path) -> tuple[Path, dict, subprocess.CompletedProcess]:
                     "classes": [f"class {c}" for c in range(10)],
                     "files": {f.name: {"md5": f.md5, "sha256": f.sha256} for f in pinned},
                 }
-                for name, pinned in (("mnist", files), ("fashion-mnist", fashion))
+                for name, pinned in (("mnist", files), ("fashion-mnist", fashion), ("kmnist", kmnist))
             }
         )
     )
@@ -161,3 +164,15 @@ def e2e_repo(base: Path) -> tuple[Path, dict, subprocess.CompletedProcess]:
     shutil.copytree(ROOT / ".dvc/plots", repo / ".dvc/plots")
     first = sh(repo, env, "dvc", "repro")
     return repo, env, first
+
+
+def workspace_bytes(repo: Path) -> dict[str, str]:
+    """SHA-256 of every output of the main pipeline, and of dvc.lock: what a refused run, or a
+    fault and its restore, must leave as it was."""
+    files = [
+        p
+        for folder in ("models", "data", "metrics", "plots", "dvclive")
+        for p in (repo / folder).rglob("*")
+        if p.is_file()
+    ]
+    return {str(p.relative_to(repo)): hashlib.sha256(p.read_bytes()).hexdigest() for p in [*files, repo / "dvc.lock"]}

@@ -145,12 +145,12 @@ def test_on_cuda_the_replicates_train_batched_and_repeat_to_the_bit():
     params = dataclasses.replace(TRAIN, epochs=2, device="cuda")
     first = fit_replicates(model_params(), params, SEEDS, data, cuda, jobs=2, log=quiet)
     second = fit_replicates(model_params(), params, SEEDS, data, cuda, jobs=2, log=quiet)
-    assert [scores for scores, _ in first] == [scores for scores, _ in second]
-    assert all(torch.equal(a[k], b[k]) for (_, a), (_, b) in zip(first, second) for k in a)
+    assert [r.scores for r in first] == [r.scores for r in second]
+    assert all(torch.equal(a[k], b[k]) for (_, a, _), (_, b, _) in zip(first, second) for k in a)
     on_cpu = fit_replicates(
         model_params(), dataclasses.replace(params, device="cpu"), SEEDS, splits(), CPU, jobs=1, log=quiet
     )
-    for (_, gpu), (_, cpu) in zip(first, on_cpu):  # batched on the GPU, single runs on the CPU
+    for (_, gpu, _), (_, cpu, _) in zip(first, on_cpu):  # batched on the GPU, single runs on the CPU
         for key in cpu:
             torch.testing.assert_close(gpu[key], cpu[key], rtol=1e-3, atol=1e-4)
 

@@ -67,7 +67,7 @@ def entry_point(command: str) -> list[str] | None:
     """What names the tool a command runs: `mnistbench X ...` and `python -m lab.X ...` -> its
     --help; `dvc A B` -> `dvc A B --help`."""
     words = re.sub(r"^([A-Z_]+=\S+ )+", "", command).split()  # DATA_MIRROR=... make pipeline
-    if words[:1] == ["mnistbench"] and len(words) > 1 and not words[1].startswith("-"):
+    if words[:1] == ["mnistbench"] and len(words) > 1 and not words[1].startswith(("-", "<")) and "|" not in words[1]:
         return [sys.executable, "-m", "commands", words[1], "--help"]
     if words[:2] == ["python", "-m"]:
         return [sys.executable, "-m", words[2], "--help"]

@@ -6,32 +6,17 @@ command or by the next `dvc repro`."""
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from mnistbench.entry import RESTORE
 from tests import faults
-from tests.faults import Scenario
-from tests.helpers import e2e_repo, set_params, sh
+from tests.faults import CASES, LONG, Scenario
+from tests.helpers import e2e_repo, set_params, sh, workspace_bytes
 
 pytestmark = pytest.mark.slow
 
-LONG = {  # params edits that keep each stage running until the fault, rerunning it alone under `dvc repro <stage>`
-    "train": (("train__epochs", 100_000),),
-    "evaluate": (("evaluate__batch_size", 7),),  # a few seconds: the fault lands in its imports or scoring
-    # a seed that never ends: a worker that outlived its stage would train on for good
-    "replicates": (("replicates__n", 4), ("train__epochs", 100_000)),
-    "replicates, cnn": (
-        ("replicates__n", 4),
-        ("train__epochs", 100_000),
-        ("model__arch", "cnn"),
-        ("model__channels", [4]),
-        ("model__hidden", [8]),
-    ),
-}
 SAYS = {  # how the stage's one line starts: a stage still importing says "... while starting; it wrote nothing"
     "sigterm the stage": "{stage}: terminated (SIGTERM)",
     "sigterm dvc": "{stage}: terminated (SIGTERM)",
@@ -39,22 +24,6 @@ SAYS = {  # how the stage's one line starts: a stage still importing says "... w
     "kill a worker": "{stage}: error: a worker process died before seeds [",
 }
 THEN = ("; outputs already written are complete, the rest were not written", " while starting; it wrote nothing")
-CASES = [
-    (stage, fault)
-    for stage in LONG
-    for fault in faults.FAULTS
-    if fault != "kill a worker" or stage.startswith("replicates")
-]
-
-
-def workspace_bytes(repo: Path) -> dict[str, str]:
-    files = [
-        p
-        for folder in ("models", "data", "metrics", "plots", "dvclive")
-        for p in (repo / folder).rglob("*")
-        if p.is_file()
-    ]
-    return {str(p.relative_to(repo)): hashlib.sha256(p.read_bytes()).hexdigest() for p in [*files, repo / "dvc.lock"]}
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -121,6 +122,12 @@ def write_metrics(repo: Path, mean: float, sd: float = 0.0023, n: int = 10) -> N
         json.dumps({"accuracy": summary, "macro_f1": summary, "loss": {**summary, "mean": 0.09}})
     )
     (repo / "metrics/test.json").write_text(json.dumps({"accuracy": mean + 0.001, "macro_f1": mean, "loss": 0.1}))
+    (repo / "metrics/per_class.json").write_text(json.dumps({str(c): {"support": 1000} for c in range(10)}))
+    (repo / "plots").mkdir(exist_ok=True)  # the seeds, in git as the replicates stage keeps them
+    offsets = [(i - (n - 1) / 2) * sd / 3 for i in range(n)]
+    (repo / "plots/replicates.csv").write_text(
+        "seed,accuracy,macro_f1,loss\n" + "".join(f"{i},{mean + o:.6f},{mean:.6f},0.1\n" for i, o in enumerate(offsets))
+    )
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +195,11 @@ def test_gate_against_the_previous_commit(history, mean, code, words):
     assert result.returncode == code, result.stdout + result.stderr
     assert words in result.stdout
     assert (repo / "gate.md").read_text() == result.stdout.rstrip("\n") + "\n"
+    # beside the test: P(current < baseline) from the baseline's seeds in git, and the test-set interval
+    assert re.search(r"\| (pass|\*\*FAIL\*\*) \| \d\.\d\d \[\d\.\d\d, \d\.\d\d\] \| \[[+-]", result.stdout), (
+        result.stdout
+    )
+    assert "90% of the time" in result.stdout
 
 
 @pytest.mark.slow
@@ -215,3 +227,30 @@ def test_gate_defaults_to_the_merge_base_with_main(history):
     assert result.returncode == FAIL
     base = subprocess.run(["git", "rev-parse", "--short=12", "main"], cwd=repo, capture_output=True, text=True)
     assert f"baseline ({base.stdout.strip()})" in result.stdout
+
+
+def test_beside_the_test_the_table_shows_p_lower_the_test_set_interval_and_the_detectable_drop():
+    """P(current < baseline) from the per-seed values, the change's interval widened by each side's
+    binomial error on N test images, and the drop a one-sided Welch test at the level detects 90%
+    of the time (mnistbench.stats, checked against scipy and statsmodels in tests/test_stats.py)."""
+    from commands.gate import beside
+    from mnistbench import stats
+
+    old_seeds = [0.9781, 0.9766, 0.9752, 0.9790, 0.9744, 0.9771, 0.9760, 0.9783, 0.9749, 0.9768]
+    new_seeds = [v - 0.003 for v in old_seeds]
+    old = Sample(10, statistics.fmean(old_seeds), statistics.stdev(old_seeds))
+    new = Sample(10, statistics.fmean(new_seeds), statistics.stdev(new_seeds))
+    extra = beside(old, new, old_seeds, new_seeds, 10_000, 0.01)
+    assert extra.p_lower == stats.p_outperform(old_seeds, new_seeds) > 0.9
+    low, high = extra.total
+    seeds_only = welch(old, new).ci95
+    assert low < seeds_only[0] and high > seeds_only[1]  # the test set's share widens it
+    assert extra.detectable == pytest.approx(stats.detectable_drop(old.sd, 10, new.sd, 10, 0.01))
+    text = table({"accuracy": (old, new)}, (None, None), decide(old, new, RULES), "HEAD", extra, 0.01)
+    assert f"| {extra.p_lower:.2f} [" in text and f"[{low:+.4f}, {high:+.4f}] |" in text
+    assert f"a drop of {extra.detectable:.4f} ({extra.detectable * 100:.2f} pp) fails the one-sided Welch test" in text
+    missing = beside(old, new, None, new_seeds, None, 0.01)  # a baseline from before plots/replicates.csv was in git
+    assert missing.p_lower is None and missing.total is None
+    assert "| n/a | n/a |" in table(
+        {"accuracy": (old, new)}, (None, None), decide(old, new, RULES), "HEAD", missing, 0.01
+    )

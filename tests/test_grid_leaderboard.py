@@ -66,8 +66,6 @@ def node(rev, name, accuracy, arch="mlp", dataset="mnist", experiments=None, sec
             "metrics": {
                 "metrics/test.json": {"data": {"accuracy": accuracy, "macro_f1": accuracy - 0.001}},
                 "metrics/train.json": {"data": {"parameters": 109386}},
-                "metrics/time/train.json": {"data": {"train_seconds": seconds, "threads": 1}},
-                "metrics/time/evaluate.json": {"data": {"latency_ms_per_image": 0.0312}},
                 **(
                     {"metrics/replicates.json": {"data": {"accuracy": dict(zip(("mean", "sd", "n"), replicates))}}}
                     if replicates
@@ -104,12 +102,33 @@ def test_leaderboard_ranks_runs_and_experiments_by_their_replicates_mnist_first(
     table = leaderboard.markdown([leaderboard.row(r) for r in found]).splitlines()
     assert table[0].startswith("| experiment | dataset | model |")
     assert table[2].startswith("| cnn-run (bbbbbbb) | mnist | cnn 32-64 128-64 relu |")
-    assert table[2].endswith("| 0.9931 ± 0.0008 (3) | 0.9940 | 0.9930 | 109,386 |")
+    assert table[2].endswith("| 0.9931 ± 0.0008 (3) | **best** | 0.9940 | 0.9930 | 109,386 |")
     assert table[3].startswith(
         "| main (aaaaaaa) | mnist | mlp 128-64 relu | 11 ep, batch 64, adam lr 0.001 | 0.9766 ± 0.0023 (10) |"
     )
     assert table[4].startswith("| lucky (eeeeeee) |")
+    assert "| 0.9766 ± 0.0023 (10) | below (Holm p = " in table[3] and "| below (Holm p = " in table[4]
     assert table[5].startswith("| fashion (ccccccc) | fashion-mnist |") and "| - | 0.9100 |" in table[5]
+
+
+def test_a_gap_the_seeds_noise_could_make_ties_the_best():
+    shown = [
+        node(
+            "a" * 40,
+            "main",
+            0.98,
+            replicates=(0.9766, 0.0023, 10),
+            experiments=[
+                {"name": "close", "revs": [node("b" * 40, "close", 0.97, replicates=(0.9760, 0.0025, 10))]},
+                {"name": "far", "revs": [node("c" * 40, "far", 0.97, replicates=(0.9700, 0.0020, 10))]},
+            ],
+        )
+    ]
+    table = leaderboard.markdown([leaderboard.row(r) for r in leaderboard.runs(shown)])
+    rows = {line.split(" | ")[0].lstrip("| ").split(" ")[0]: line for line in table.splitlines()[2:]}
+    assert (
+        "| **best** |" in rows["main"] and "| ties (Holm p = " in rows["close"] and "| below (Holm p = " in rows["far"]
+    )
 
 
 def test_a_run_from_before_the_replicates_stage_shows_dashes():

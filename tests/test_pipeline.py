@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from mnistbench.entry import RESTORE
-from tests.helpers import e2e_repo, set_params, sh
+from tests.helpers import e2e_repo, set_params, sh, workspace_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,17 +60,6 @@ MEASURED = [
     "timings/evaluate.json",
     "timings/replicates.json",
 ]  # never the same twice: not in git
-
-
-def workspace_bytes(repo: Path) -> dict[str, str]:
-    """SHA-256 of every file that a refused run must leave as it was."""
-    files = [
-        p
-        for folder in ("models", "data", "metrics", "plots", "dvclive")
-        for p in (repo / folder).rglob("*")
-        if p.is_file()
-    ]
-    return {str(p.relative_to(repo)): hashlib.sha256(p.read_bytes()).hexdigest() for p in [*files, repo / "dvc.lock"]}
 
 
 @pytest.fixture(scope="module")

@@ -55,11 +55,13 @@ def test_each_replicate_is_its_seeds_single_run_bit_for_bit(model, overrides):
     data = splits()
     mp, params = model_params(**model), dataclasses.replace(TRAIN, **overrides)
     results = fit_replicates(mp, params, [5, 6], data, DEVICE, jobs=1, log=quiet)
-    for (scores, state_dict), seed in zip(results, [5, 6]):
+    for (scores, state_dict, predicted), seed in zip(results, [5, 6]):
         single, _, _ = fit(mp, dataclasses.replace(params, seed=seed), data[0], data[1], DEVICE, log=quiet)
+        logits = predict_logits(single, data[2][0], 1000)
         assert same(state_dict, single.state_dict())
-        assert scores == ev.score(data[2][1].numpy(), predict_logits(single, data[2][0], 1000))[0]
-    assert not same(results[0][1], results[1][1])
+        assert scores == ev.score(data[2][1].numpy(), logits)[0]
+        assert predicted.dtype == torch.uint8 and torch.equal(predicted, logits.argmax(1).to(torch.uint8))
+    assert not same(results[0].state_dict, results[1].state_dict)
 
 
 def test_worker_processes_give_the_same_bits_and_scores_as_one_process():
@@ -68,8 +70,8 @@ def test_worker_processes_give_the_same_bits_and_scores_as_one_process():
     here = fit_replicates(model_params(), TRAIN, seeds, data, DEVICE, jobs=1, log=quiet)
     lines = []
     there = fit_replicates(model_params(), TRAIN, seeds, splits(), DEVICE, jobs=2, log=lines.append)
-    assert [scores for scores, _ in there] == [scores for scores, _ in here]
-    assert all(same(a, b) for (_, a), (_, b) in zip(here, there))
+    assert [r.scores for r in there] == [r.scores for r in here]
+    assert all(same(a.state_dict, b.state_dict) and torch.equal(a.predicted, b.predicted) for a, b in zip(here, there))
     assert len(lines) == 3 and lines[-1].endswith("(3/3 seeds done)")
 
 

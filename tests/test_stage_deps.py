@@ -13,6 +13,10 @@ from ruamel.yaml import YAML
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = YAML(typ="safe").load((ROOT / "dvc.yaml").read_text())["stages"]
+BENCHMARK = {
+    f"benchmark/dvc.yaml:{name}": stage  # its stages run from the repository's root (wdir: ..)
+    for name, stage in YAML(typ="safe").load((ROOT / "benchmark/dvc.yaml").read_text())["stages"].items()
+}
 
 
 def local_imports(path: Path) -> set[str]:
@@ -47,13 +51,13 @@ def closure(start: str) -> set[str]:
 
 SCRIPTS = {
     name: "stages/" + re.search(r"python -m stages\.(\w+)", stage["cmd"]).group(1) + ".py"
-    for name, stage in STAGES.items()
+    for name, stage in {**STAGES, **BENCHMARK}.items()
     if "python -m stages." in stage["cmd"]
 }
 
 
 def deps(name: str) -> set[str]:
-    return {d if isinstance(d, str) else next(iter(d)) for d in STAGES[name]["deps"]}
+    return {d if isinstance(d, str) else next(iter(d)) for d in {**STAGES, **BENCHMARK}[name]["deps"]}
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
@@ -148,7 +152,12 @@ def traced(tmp_path, monkeypatch, mirror):
 def test_each_stage_lists_every_params_key_it_reads(traced):
     """Forget a key in dvc.yaml and a change of it would not rerun the stage: `dvc repro` would
     report the pipeline up to date while its results came from other params."""
-    for name in ("prepare", "train", "evaluate", "replicates"):  # in pipeline order: each makes the next's inputs
+    for name in (
+        "prepare",
+        "train",
+        "evaluate",
+        "replicates",
+    ):  # dvc.yaml's, in pipeline order: each makes the next's inputs
         read = traced(name)
         assert read, f"stage {name} read no params: the tracing is broken"
         covered = listed(name)

@@ -1,11 +1,11 @@
 """The benchmark's two loops, in-process on the tiny mirror: both train, time and score."""
 
+import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
-
-import torch
 
 from lab import bench
 from mnistbench import data, portable
@@ -33,45 +33,34 @@ def test_both_loops_train_on_the_same_images_and_report_what_the_table_needs(tmp
     assert 0 < ours["imported_rss_mib"] <= ours["peak_rss_mib"]
 
 
-def test_bench_replicates_times_one_seed_and_the_seeds_side_by_side_and_reports_the_ratio(tmp_path):
-    """`python -m lab.bench_replicates` as a user runs it, on tiny prepared splits: every row
-    timed, the ratio computed from the medians, the machine named, the table written."""
+def test_bench_replicates_times_one_seed_and_the_seeds_side_by_side_and_records_the_ratio(tmp_path):
+    """`python -m lab.bench_replicates` as a user runs it, on tiny prepared splits: every run timed
+    in every round, the ratio computed from the medians, all of it in its record, the machine named."""
     prepared = tmp_path / "data/prepared"
     prepared.mkdir(parents=True)
-    # 1,280 training images, 20 steps a run: each run takes well over the table's 0.01 s rounding
-    # (with 96 images, a run rounded to 0.00 s once in CI)
     for split, n, seed in (("train", 1280, 1), ("val", 20, 2), ("test", 40, 3)):
         data.save_split(prepared / f"{split}.pt", *synthetic_digits(n, seed))
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
     set_params(tmp_path / "params.yaml", train__device="cpu")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LAB_RECORDS": str(tmp_path / "records")}
     run = [sys.executable, "-m", "lab.bench_replicates", "--seeds", "2", "--jobs", "2", "--epochs", "1"]
-    result = subprocess.run(
-        [*run, "--rounds", "2", "--output", "out.md"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = subprocess.run([*run, "--rounds", "2"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    table = (tmp_path / "out.md").read_text()
-    assert table.startswith(f"{bench.cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, 1 epochs of mlp")
-    rows = {
-        line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in table.splitlines() if line.startswith("| ")
-    }
+    data_ = json.loads((tmp_path / "records/bench_replicates.json").read_text())
+    assert data_["command"] == "python -m lab.bench_replicates --seeds 2 --jobs 2 --epochs 1 --rounds 2"
+    assert data_["machine"]["cpu"] and data_["machine"]["cores"] == os.cpu_count()
+    f = data_["figures"]
     names = [
         "1 seed, 1 thread(s)",
         "1 seed, 2 thread(s)",
         "2 seeds, 2 process(es) at 1 thread(s) each",
         "2 seeds batched in 1 process at 2 threads (mnistbench.batched; the stage's GPU design)",
     ]
-    assert [n for n in rows if n != "training"] == names
-    medians = {n: float(rows[n][0]) for n in names}
-    rounds = {n: [float(v) for v in rows[n][1].rstrip(" |").split(", ")] for n in names}
-    assert all(len(rounds[n]) == 2 and min(rounds[n]) > 0 for n in names)
-    ratio = float(table.split("2 seeds cost **")[1].split("x**")[0])  # of the medians, unrounded
-    one, many = min(medians[names[0]], medians[names[1]]), medians[names[2]]  # rounded to 0.01 s in the table
-    assert (many - 0.005) / (one + 0.005) <= ratio <= (many + 0.005) / max(one - 0.005, 1e-9)
+    assert list(f["runs"]) == names
+    assert all(len(f["runs"][n]["all"]) == 2 and min(f["runs"][n]["all"]) > 0 for n in names)
+    assert all(f["runs"][n]["median"] == statistics.median(f["runs"][n]["all"]) for n in names)
+    one = min(f["runs"][names[0]]["median"], f["runs"][names[1]]["median"])
+    assert f["ratio"] == f["runs"][names[2]]["median"] / one
+    assert "| 2 seeds, 2 process(es) at 1 thread(s) each |" in result.stdout  # its table, rendered
     bad = subprocess.run([*run, "--seeds", "0"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].endswith("must be at least 1")

@@ -39,7 +39,12 @@ def test_a_command_on_bad_input_says_one_line_and_writes_nothing(tmp_path, comma
     result = subprocess.run(
         [sys.executable, "-m", f"lab.{command[0]}", *command[1:]],
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "DATA_MIRROR": str(tmp_path / "no-mirror")},
+        env={
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "LAB_RECORDS": str(tmp_path / "records"),
+            "DATA_MIRROR": str(tmp_path / "no-mirror"),
+        },
         capture_output=True,
         text=True,
         timeout=120,
@@ -83,7 +88,7 @@ def test_a_bad_argument_is_refused_before_anything_runs(tmp_path, command, says)
     result = subprocess.run(
         [sys.executable, "-m", f"lab.{command[0]}", *command[1:]],
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": str(ROOT), "LAB_RECORDS": str(tmp_path / "records")},
         capture_output=True,
         text=True,
         timeout=120,
@@ -94,7 +99,7 @@ def test_a_bad_argument_is_refused_before_anything_runs(tmp_path, command, says)
 
 def test_gate_power_refuses_a_bad_regression_and_a_corrupt_cache_before_training(tmp_path):
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LAB_RECORDS": str(tmp_path / "records")}
     run = [sys.executable, "-m", "lab.gate_power"]
     bad = subprocess.run(
         [*run, "--regression", "train.epochs=abc"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
@@ -118,7 +123,7 @@ def test_sweep_prints_each_seeds_validation_curve_and_their_mean_and_min_per_epo
     result = subprocess.run(
         [sys.executable, "-m", "lab.sweep", "--seeds", "2", "--epochs", "3", "--data", "prepared"],
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": str(ROOT), "LAB_RECORDS": str(tmp_path / "records")},
         capture_output=True,
         text=True,
         timeout=300,

@@ -1,0 +1,109 @@
+"""Stage cell of the benchmark: one model on one dataset, trained on its seeds and scored on the test set.
+
+    dvc repro benchmark/dvc.yaml:cell@mlp-mnist   # or: python -m stages.benchmark_cell --params ... --model mlp ...
+
+The cell's configuration is benchmark/params.yaml's (mnistbench/protocol.py): its model section,
+seeds and epochs, the shared training, the dataset's normalization. Each seed is trained exactly as
+the main pipeline's replicates stage trains one (mnistbench.replicates), so the same bytes on Intel
+and AMD. Writes each seed's prediction for every test image (--predictions: compact, DVC-cached, so
+any later statistic needs no retraining) and the cell's summary (--metrics): test accuracy and
+macro-F1 as n, mean, sd, min, max, the 95% interval over seeds (`seeds_low`, `seeds_high`) and the
+one that also covers the test set's sampling (`total_low`, `total_high`; mnistbench/stats.py).
+--first-seed trains another seed block of the same cell (the benchmark's control).
+"""
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from mnistbench import stats
+from mnistbench.data import load_normalized
+from mnistbench.entry import run_stage
+from mnistbench.files import save_tensors, write_json
+from mnistbench.params import ParamsError
+from mnistbench.protocol import load_protocol
+from mnistbench.replicates import fit_replicates, summarize
+from mnistbench.runtime import configure_torch
+
+
+def summary(values, interval_total: stats.Interval, decimals: int = 6) -> dict:
+    """n, mean, sd, min, max and the two 95% intervals, rounded as every metric here."""
+    s = summarize(list(values))
+    seeds = stats.seed_interval(values)
+    return {
+        "n": s["n"],
+        "mean": s["mean"],
+        "sd": s["sd"],
+        "min": s["min"],
+        "max": s["max"],
+        "seeds_low": round(seeds.low, decimals),
+        "seeds_high": round(seeds.high, decimals),
+        "total_low": round(interval_total.low, decimals),
+        "total_high": round(interval_total.high, decimals),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=Path, required=True, help="the benchmark's protocol")
+    parser.add_argument("--model", required=True, help="a model the protocol lists")
+    parser.add_argument("--dataset", required=True, help="a dataset the protocol lists")
+    parser.add_argument("--data", type=Path, required=True, help="folder of the dataset's train.pt, val.pt, test.pt")
+    parser.add_argument("--first-seed", type=int, help="train the seed block starting here instead (the control)")
+    parser.add_argument("--predictions", type=Path, required=True, help="per-seed test predictions to write")
+    parser.add_argument("--metrics", type=Path, required=True, help="the cell's summary (JSON) to write")
+    parser.add_argument("--time", type=Path, required=True, help="measured time (JSON) to write")
+    args = parser.parse_args()
+    protocol = load_protocol(args.params)
+    if args.model not in protocol.models or args.dataset not in protocol.datasets:
+        raise ParamsError(
+            f"{args.params}: no cell {args.model}-{args.dataset}: models {list(protocol.models)}, "
+            f"datasets {list(protocol.datasets)}"
+        )
+    model, train = protocol.cell(args.model, args.dataset, args.first_seed)
+    seeds = protocol.seeds(args.model, args.first_seed)
+    device = configure_torch(train.threads, train.device)
+    splits = tuple(
+        load_normalized(args.data / f"{split}.pt", train.normalize_mean, train.normalize_std, device)
+        for split in ("train", "val", "test")
+    )
+    labels = splits[2][1].cpu().to(torch.uint8)
+
+    started = time.perf_counter()
+    results = fit_replicates(model, train, seeds, splits, device, jobs=protocol.jobs)
+    seconds = time.perf_counter() - started
+    predicted = torch.stack([r.predicted for r in results])  # (S, N) uint8
+    correct = (predicted == labels).numpy()
+    accuracies = [r.scores["accuracy"] for r in results]
+    f1s = [r.scores["macro_f1"] for r in results]
+
+    save_tensors(args.predictions, {"seeds": torch.tensor(seeds), "predicted": predicted, "labels": labels})
+    accuracy = summary(accuracies, stats.total_interval(correct))
+    write_json(
+        args.metrics,
+        {
+            "accuracy": accuracy,
+            "macro_f1": summary(f1s, stats.total_interval_f1(predicted.numpy(), labels.numpy())),
+            "seeds": {"first": seeds[0], "last": seeds[-1]},
+        },
+    )
+    write_json(
+        args.time,
+        {
+            "train_seconds": round(seconds, 2),
+            "seeds": len(seeds),
+            "jobs": protocol.jobs,
+            "threads": train.threads,
+            "device": device.type,
+        },
+    )
+    print(
+        f"cell {args.model}-{args.dataset}: test accuracy {accuracy['mean']:.4f} ± {accuracy['sd']:.4f} "
+        f"(mean ± sd of {len(seeds)} seeds); {seconds:.1f} s"
+    )
+
+
+if __name__ == "__main__":
+    run_stage("benchmark_cell", main)

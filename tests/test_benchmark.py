@@ -1,0 +1,185 @@
+"""The benchmark pipeline (benchmark/dvc.yaml), run by dvc on tiny data in a temporary repository:
+every cell of models x datasets (kmnist from a mirror of synthetic files), the control, the
+comparisons; reproduced byte for byte; every bad input one line, before any cell's outputs go."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from mnistbench.files import save_tensors
+from tests.helpers import ROOT, e2e_repo, sh
+
+pytestmark = pytest.mark.slow
+
+TINY = {  # the protocol on 250 training images: a few seeds, one or two epochs
+    "datasets": ["mnist", "fashion-mnist", "kmnist"],
+    "model": {
+        "linear": {"n": 3, "epochs": 2},
+        "mlp": {"n": 3, "epochs": 2},
+        "cnn": {"n": 2, "epochs": 1, "section": {"channels": [4], "hidden": [8]}},
+    },
+    "prepare": {"val_size": 50},
+}
+
+
+def tiny_protocol(path: Path, **changes) -> None:
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    tree = yaml.load(path.read_text())
+    tree["datasets"] = TINY["datasets"]
+    tree["prepare"].update(TINY["prepare"])
+    for name, entry in TINY["model"].items():
+        section = entry.get("section", {})
+        tree["model"][name].update({k: v for k, v in entry.items() if k != "section"})
+        tree["model"][name]["section"].update(section)
+    for key, value in changes.items():
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    with open(path, "w") as f:
+        yaml.dump(tree, f)
+
+
+def results_bytes(repo: Path) -> dict[str, str]:
+    files = [
+        p
+        for folder in ("metrics", "predictions", "plots")
+        for p in (repo / "benchmark" / folder).rglob("*")
+        if p.is_file()
+    ]
+    files += [repo / "benchmark" / name for name in ("results.md", "comparisons.json", "dvc.lock")]
+    return {str(p.relative_to(repo)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    base = tmp_path_factory.mktemp("benchmark")
+    path, env, _ = e2e_repo(base)
+    shutil.copytree(
+        ROOT / "benchmark",
+        path / "benchmark",
+        ignore=shutil.ignore_patterns(
+            "data", "predictions", "metrics", "plots", "results.md", "comparisons.json", "dvc.lock", ".gitignore"
+        ),
+    )
+    tiny_protocol(path / "benchmark/params.yaml")
+    env = dict(env, DATA_MIRROR=f"{env['DATA_MIRROR']}:{base / 'kmnist-mirror'}")
+    first = sh(path, env, "dvc", "repro", "benchmark/dvc.yaml")
+    sh(path, env, "git", "add", "-A")
+    sh(path, env, "git", "commit", "-qm", "the benchmark")
+    return path, env, first
+
+
+def test_every_cell_runs_and_the_comparisons_say_which_gaps_are_real(bench):
+    path, _, first = bench
+    cells = [f"{m}-{d}" for d in TINY["datasets"] for m in ("linear", "mlp", "cnn")]
+    for name in cells:
+        assert f"Running stage 'benchmark/dvc.yaml:cell@{name}'" in first.stdout
+        metrics = json.loads((path / f"benchmark/metrics/{name}.json").read_text())
+        a = metrics["accuracy"]
+        assert a["n"] == TINY["model"][name.split("-")[0]]["n"] and a["min"] <= a["mean"] <= a["max"]
+        assert a["seeds_low"] <= a["mean"] <= a["seeds_high"] and a["total_low"] <= a["mean"] <= a["total_high"]
+        blob = torch.load(path / f"benchmark/predictions/{name}.pt", weights_only=True)
+        assert blob["predicted"].dtype == torch.uint8 and blob["predicted"].shape == (a["n"], 100)
+        accuracy = (blob["predicted"] == blob["labels"]).float().mean(1)  # the predictions are the scores'
+        assert accuracy.mean().item() == pytest.approx(a["mean"], abs=1e-6)
+    comparisons = json.loads((path / "benchmark/comparisons.json").read_text())
+    for dataset in TINY["datasets"]:
+        assert len(comparisons[dataset]["pairs"]) == 3 and comparisons[dataset]["best"].endswith(dataset)
+    assert set(comparisons["control"]) >= {"difference", "p", "p_a_better", "real"}
+    table = (path / "benchmark/results.md").read_text()
+    assert table.count("| model | test accuracy, mean ± sd (n seeds) |") == 3 and "**control**" in table
+    assert (path / "benchmark/plots/intervals.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_nothing_reruns_and_a_forced_repro_gives_the_same_bytes(bench):
+    path, env, _ = bench
+    assert "Running stage" not in sh(path, env, "dvc", "repro", "benchmark/dvc.yaml").stdout
+    before = results_bytes(path)
+    sh(path, env, "dvc", "repro", "-f", "benchmark/dvc.yaml")
+    assert results_bytes(path) == before
+
+
+def test_the_main_pipelines_repro_and_experiments_leave_the_benchmark_alone(bench):
+    path, env, _ = bench
+    exp = sh(path, env, "dvc", "exp", "run", "-S", "train.lr=0.01")
+    assert "benchmark/dvc.yaml" not in exp.stdout and "Running stage 'train'" in exp.stdout
+    diff = json.loads(sh(path, env, "dvc", "metrics", "diff", "--json", "--all").stdout)
+    assert "benchmark/metrics/mlp-mnist.json" in diff  # every cell is in `dvc metrics diff`
+    sh(path, env, "git", "checkout", "HEAD", "--", "params.yaml")
+    sh(path, env, "dvc", "checkout", "--force", "-q")
+
+
+@pytest.mark.parametrize(
+    "change, says",
+    [
+        (
+            {"model.mlp.n": 1},
+            "benchmark/params.yaml: model.mlp.n = 1: must be an integer from 2 to 1000 (a cell needs 2 "
+            "seeds for a spread)",
+        ),
+        ({"datasets": ["mnist", "cifar"]}, "benchmark/params.yaml: datasets names 'cifar', which is none of"),
+        ({"model.cnn.section.arch": "resnet"}, "model.arch = 'resnet': must be one of mlp, linear, cnn"),
+        ({"control.seed": 1}, "control.seed = 1: its block of 3 seeds overlaps the cell's (0..2)"),
+        ("no kmnist mirror", "datasets lists 'kmnist' but no folder in DATA_MIRROR="),
+    ],
+)
+def test_a_bad_protocol_stops_the_benchmark_before_any_cells_outputs_go(bench, change, says):
+    path, env, _ = bench
+    before = results_bytes(path)
+    params = (path / "benchmark/params.yaml").read_text()
+    if change == "no kmnist mirror":
+        env = dict(env, DATA_MIRROR=env["DATA_MIRROR"].rsplit(":", 1)[0])
+        sh(path, env, "dvc", "repro", "-f", "benchmark/dvc.yaml:validate", check=False)  # it must look now
+        ran = sh(path, env, "dvc", "repro", "-f", "benchmark/dvc.yaml:validate", check=False)
+    else:
+        tiny_protocol(path / "benchmark/params.yaml", **change)
+        ran = sh(path, env, "dvc", "repro", "benchmark/dvc.yaml", check=False)
+    (path / "benchmark/params.yaml").write_text(params)
+    assert ran.returncode != 0
+    lines = [line for line in ran.stderr.splitlines() if line.startswith("benchmark_validate: error: ")]
+    assert len(lines) == 1 and says in lines[0], ran.stderr
+    assert "Running stage 'benchmark/dvc.yaml:cell" not in ran.stdout
+    assert results_bytes(path) == before
+
+
+@pytest.mark.parametrize(
+    "fault, says",
+    [
+        ("truncated", "cell mlp-mnist: benchmark/predictions/mlp-mnist.pt: cell mlp-mnist's predictions is unreadable"),
+        ("other test set", "cells mlp-mnist and linear-mnist were scored on other test sets"),
+        ("non-numeric", "cell mlp-mnist: its metrics' accuracy.sd is not a number ('wide')"),
+    ],
+)
+def test_a_cell_with_bad_files_is_one_line_naming_it_and_no_other_cells_outputs_go(bench, fault, says):
+    path, env, _ = bench
+    predictions, metrics = path / "benchmark/predictions/mlp-mnist.pt", path / "benchmark/metrics/mlp-mnist.json"
+    saved = predictions.read_bytes(), metrics.read_text()
+    before = results_bytes(path)
+    if fault == "truncated":
+        predictions.write_bytes(saved[0][: len(saved[0]) // 2])
+    elif fault == "other test set":
+        blob = torch.load(predictions, weights_only=True)
+        save_tensors(predictions, {**blob, "predicted": blob["predicted"][:, :90], "labels": blob["labels"][:90]})
+    else:
+        metrics.write_text(saved[1].replace('"sd": ', '"sd": "wide", "was": ', 1))
+    try:
+        ran = sh(path, env, "dvc", "repro", "benchmark/dvc.yaml:compare", "--single-item", "-f", check=False)
+    finally:
+        predictions.write_bytes(saved[0])
+        metrics.write_text(saved[1])
+    assert ran.returncode != 0
+    lines = [line for line in ran.stderr.splitlines() if line.startswith("benchmark_compare: error: ")]
+    assert len(lines) == 1 and says in lines[0], ran.stderr
+    sh(path, env, "git", "checkout", "HEAD", "--", "benchmark")
+    sh(path, env, "dvc", "checkout", "--force", "-q")
+    assert results_bytes(path) == before
