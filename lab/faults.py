@@ -54,11 +54,17 @@ def scenario(path: Path, env: dict, committed: dict, case: str, fault: str) -> d
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=1, help="each scenario this many times; medians (default 1)")
+    parser.add_argument(
+        "--shell",
+        default="/bin/sh",
+        help="the SHELL dvc runs stages with (default /bin/sh: dash on Debian, which stays between dvc and the stage)",
+    )
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     with tempfile.TemporaryDirectory(prefix="mnistbench-faults-") as base:
         path, env, _ = e2e_repo(Path(base))
+        env = dict(env, SHELL=args.shell)
         sh(path, env, "git", "add", "-A")
         sh(path, env, "git", "commit", "-qm", "the first dvc repro")
         committed = workspace_bytes(path)
@@ -78,7 +84,9 @@ def main() -> None:
                 }
             )
             print(f"faults: {case}: {fault}: {rows[-1]['seconds_to_clean']:.2f} s, {rows[-1]['left']} left", flush=True)
-    path = record.write("faults", {"rounds": args.rounds, "grace_seconds": faults.GRACE, "rows": rows})
+    path = record.write(
+        "faults", {"rounds": args.rounds, "shell": args.shell, "grace_seconds": faults.GRACE, "rows": rows}
+    )
     print(render.faults(record.load("faults")))
     print(f"faults: {path}")
 

@@ -18,7 +18,9 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 # The errors a user can cause, by the module that defines them. They are looked up when an error
 # arrives, not imported here: this module imports nothing but the standard library, so a stage
@@ -73,6 +75,53 @@ def die_with(parent: int, sig: int = signal.SIGKILL) -> None:
         os._exit(1)
 
 
+SHELLS = {"sh", "dash", "bash", "zsh", "ksh", "mksh", "ash", "busybox"}
+
+
+def _parent_and_command(pid: int) -> tuple[int, list[str]] | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except (OSError, IndexError):
+        return None
+    return int(stat[1]), argv
+
+
+def launcher() -> int | None:
+    """The process that ran this one through a shell that stayed in between, or None. DVC runs a
+    stage's command as `$SHELL -c '<cmd>'` (/bin/sh where SHELL is unset: cron, systemd, a
+    container, many CI runners); bash and zsh exec the command, but dash, Debian's and Ubuntu's
+    /bin/sh, forks it and waits, so the stage's parent is the shell, which lives on when dvc ends."""
+    shell = _parent_and_command(os.getppid())
+    if shell is None or Path(shell[1][0]).name not in SHELLS or "-c" not in shell[1]:
+        return None
+    return shell[0]
+
+
+def when_ends(pid: int, then: Callable[[], None]) -> None:
+    """Call `then` (in a daemon thread) when the process `pid` ends, or now if it has already ended:
+    a pidfd where Linux has one (5.3 and later), else a check every 0.2 s."""
+    import select
+    import threading
+
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return then()
+    except (AttributeError, OSError):
+        fd = None
+
+    def wait() -> None:
+        if fd is not None:
+            select.select([fd], [], [])
+        else:
+            while Path(f"/proc/{pid}").exists():
+                time.sleep(0.2)
+        then()
+
+    threading.Thread(target=wait, name=f"when {pid} ends", daemon=True).start()
+
+
 def _restore_hint(name: str, outputs_kept: bool) -> None:
     if os.environ.get("DVC_STAGE") and not outputs_kept:  # DVC sets it for each stage it runs
         print(
@@ -86,9 +135,12 @@ def begin_stage(name: str, outputs_kept: bool = False) -> None:
     """Make this process a stage from its first milliseconds, before its imports load torch
     (stages/__init__.py calls it as `python -m stages.<name>` starts): it gets SIGTERM when the
     process that started it (dvc) ends, so `kill <dvc>` or a CI timeout stops it too instead of
-    leaving it training on its own; and Ctrl-C or SIGTERM before run_stage takes over ends it with
-    one line (nothing was written yet) rather than a traceback or a silent death."""
+    leaving it training on its own (and when dvc ends, where a shell stands between: `launcher`);
+    and Ctrl-C or SIGTERM before run_stage takes over ends it with one line (nothing was written
+    yet) rather than a traceback or a silent death."""
     die_with(os.getppid(), signal.SIGTERM)
+    if sys.platform == "linux" and (dvc := launcher()):  # dvc, with a shell (dash) in between
+        when_ends(dvc, lambda: os.kill(os.getpid(), signal.SIGTERM))
 
     def early(signum, frame) -> None:
         what = "interrupted" if signum == signal.SIGINT else "terminated (SIGTERM)"

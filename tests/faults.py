@@ -23,6 +23,8 @@ import threading
 import time
 from pathlib import Path
 
+from mnistbench.entry import SHELLS
+
 GRACE = 2.0  # seconds every process of a run has to end after the fault
 WORKERS_START = 5.0  # seconds for the replicates' workers to import torch and be training
 
@@ -50,6 +52,10 @@ def descendants(root: int) -> set[int]:
     return found
 
 
+def _shell(pid: int) -> bool:
+    return Path(cmdline(pid).split(" ", 1)[0]).name in SHELLS
+
+
 def alive(pids: set[int]) -> set[int]:
     return {pid for pid in pids if _stat(pid) is not None}
 
@@ -75,12 +81,16 @@ class Watch(threading.Thread):
                 self.commands[pid] = cmdline(pid)
 
     def stage(self, name: str) -> int | None:
-        """The pid of the stage `name`'s own process: dvc's child running `-m stages.<name>`."""
+        """The pid of the stage `name`'s own process, the Python running `-m stages.<name>`: dvc's
+        child, or its grandchild where the shell dvc ran it with stayed in between (dash)."""
         return next(
             (
                 p
                 for p in sorted(alive(self.seen))
-                if (s := _stat(p)) and s[0] == self.root and f"-m stages.{name} " in cmdline(p)
+                if f"-m stages.{name} " in cmdline(p)
+                and not _shell(p)
+                and (s := _stat(p))
+                and (s[0] == self.root or (_shell(s[0]) and (_stat(s[0]) or (0,))[0] == self.root))
             ),
             None,
         )
