@@ -49,6 +49,19 @@ DISK_ADVICE = {
 # DVC's cache. --force: an interrupted stage leaves half-written outputs that are in no cache, and
 # DVC refuses to replace unsaved files without it. params.yaml is left as it is.
 RESTORE = "git checkout HEAD -- dvc.lock metrics plots dvclive && dvc checkout --force"
+# The same for the benchmark's pipeline, in a folder of its own: its lock and results from git, its
+# cached outputs (the prepared data, each cell's predictions) from DVC's cache.
+RESTORES = {
+    "benchmark": "git checkout HEAD -- benchmark/dvc.lock benchmark/metrics benchmark/plots benchmark/results.md "
+    "benchmark/comparisons.json && dvc checkout --force benchmark/dvc.yaml",
+}
+
+
+def restore_command(stage: str) -> str:
+    """What brings back the last committed results of the pipeline the stage belongs to; `stage` as
+    DVC names it to the stage in DVC_STAGE: `train`, or `benchmark/dvc.yaml:cell@mlp-mnist`."""
+    folder = Path(stage.rpartition(":")[0]).parent.as_posix() if ":" in stage else "."
+    return RESTORES.get(folder, RESTORE)
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -123,10 +136,10 @@ def when_ends(pid: int, then: Callable[[], None]) -> None:
 
 
 def _restore_hint(name: str, outputs_kept: bool) -> None:
-    if os.environ.get("DVC_STAGE") and not outputs_kept:  # DVC sets it for each stage it runs
+    if (stage := os.environ.get("DVC_STAGE")) and not outputs_kept:  # DVC sets it for each stage it runs
         print(
             f"{name}: DVC deleted this stage's previous outputs before running it; "
-            f"`{RESTORE}` brings back the last committed results",
+            f"`{restore_command(stage)}` brings back the last committed results",
             file=sys.stderr,
         )
 

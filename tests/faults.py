@@ -106,8 +106,12 @@ class Watch(threading.Thread):
 
 @dataclasses.dataclass(frozen=True)
 class Scenario:
-    stage: str  # train, evaluate or replicates
+    stage: str  # train, evaluate, replicates or benchmark_cell: the stage module's name
     fault: str  # one of FAULTS
+    target: str | None = None  # what `dvc repro` is given (default: the stage), e.g. benchmark/dvc.yaml:cell@mlp-mnist
+
+
+WITH_WORKERS = ("replicates", "benchmark_cell")  # the stages whose seeds train in worker processes
 
 
 FAULTS = ("sigkill the stage", "sigterm the stage", "sigint to the group", "sigterm dvc", "kill a worker")
@@ -143,7 +147,7 @@ class Result:
 def temp_files(repo: Path) -> list[str]:
     return sorted(
         str(p.relative_to(repo))
-        for folder in ("models", "data", "metrics", "plots", "dvclive")
+        for folder in ("models", "data", "metrics", "plots", "dvclive", "benchmark")
         for p in (repo / folder).rglob(".*.tmp")
     )
 
@@ -152,13 +156,13 @@ def _ready(watch: Watch, scenario: Scenario, line: str) -> bool:
     """Whether the stage is under way, at the point the fault should strike."""
     if scenario.stage == "train":
         return line.startswith("epoch")  # an epoch is done: training, mid-run
-    if scenario.stage == "replicates" and line.startswith("> python -m stages.replicates "):
+    if scenario.stage in WITH_WORKERS and line.startswith(f"> python -m stages.{scenario.stage} "):
         deadline = time.monotonic() + 30  # its workers start, import torch, and train a seed that never ends
-        while not watch.workers("replicates") and time.monotonic() < deadline:
+        while not watch.workers(scenario.stage) and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(WORKERS_START)
         return True
-    if scenario.stage != "replicates" and line.startswith(f"> python -m stages.{scenario.stage} "):
+    if scenario.stage not in WITH_WORKERS and line.startswith(f"> python -m stages.{scenario.stage} "):
         deadline = time.monotonic() + 10  # dvc starts it: catch its process, then let it into its imports
         while watch.stage(scenario.stage) is None and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -171,7 +175,7 @@ def run(repo: Path, env: dict, scenario: Scenario, timeout: float = 120) -> Resu
     """`dvc repro <stage>` in its own session (as a terminal runs a command in its own process
     group), the fault injected once the stage is under way, then everything measured."""
     process = subprocess.Popen(
-        ["dvc", "repro", scenario.stage],
+        ["dvc", "repro", scenario.target or scenario.stage],
         cwd=repo,
         env=env,
         stdout=subprocess.PIPE,

@@ -7,12 +7,15 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
+from mnistbench.entry import restore_command
 from mnistbench.files import save_tensors
+from tests import faults
 from tests.helpers import ROOT, e2e_repo, sh
 
 pytestmark = pytest.mark.slow
@@ -183,3 +186,31 @@ def test_a_cell_with_bad_files_is_one_line_naming_it_and_no_other_cells_outputs_
     sh(path, env, "git", "checkout", "HEAD", "--", "benchmark")
     sh(path, env, "dvc", "checkout", "--force", "-q")
     assert results_bytes(path) == before
+
+
+CELL = "benchmark/dvc.yaml:cell@mlp-mnist"
+
+
+@pytest.mark.parametrize("fault", ["sigint to the group", "sigterm dvc", "kill a worker"])
+def test_a_fault_in_a_cell_leaves_nothing_running_and_its_hint_brings_the_committed_results_back(bench, fault):
+    """The faults battery (tests/test_fault_battery.py) on a benchmark cell, a seed that never ends,
+    dvc running the stage through /bin/sh: the hint names the benchmark's own files."""
+    path, env, _ = bench
+    committed = results_bytes(path)
+    protocol = (path / "benchmark/params.yaml").read_text()
+    tiny_protocol(path / "benchmark/params.yaml", **{"model.mlp.n": 4, "model.mlp.epochs": 100_000})
+    try:
+        result = faults.run(path, dict(env, SHELL="/bin/sh"), faults.Scenario("benchmark_cell", fault, CELL))
+    finally:
+        (path / "benchmark/params.yaml").write_text(protocol)
+    assert result.left == set(), f"processes of the run still alive {faults.GRACE} s after the fault: {result.left}"
+    assert result.seconds_to_exit <= faults.GRACE and result.seconds_to_clean <= faults.GRACE, result
+    assert result.temp_files == [] and result.returncode != 0
+    said = {"sigint to the group": "interrupted", "sigterm dvc": "terminated (SIGTERM)"}.get(fault, "error: a worker")
+    assert any(line.startswith(f"benchmark_cell: {said}") for line in result.lines), result.lines
+    hint = faults.restore_command(result.lines)
+    assert hint == restore_command(CELL) and "benchmark/dvc.lock" in hint, result.lines
+    assert not (path / "benchmark/metrics/mlp-mnist.json").exists()  # DVC deleted it before the run
+    subprocess.run(hint, shell=True, cwd=path, env=env, check=True, capture_output=True)
+    assert results_bytes(path) == committed
+    assert "Data and pipelines are up to date." in sh(path, env, "dvc", "status", "benchmark/dvc.yaml").stdout
