@@ -177,6 +177,7 @@ def headline() -> str:
         record.load(n) for n in ("bench", "bench_replicates", "pipelines", "tiers")
     )
     b, rep, pipe, tier = (d["figures"] for d in (bench_, replicates_, pipelines_, tiers_))
+    threads = b["project"]["threads"]
     fast, slow = tier["fast (make test)"], tier["slow (make test-slow)"]
     rows = [
         "| what | result | from |",
@@ -190,7 +191,7 @@ def headline() -> str:
         "| the same bytes on Intel and AMD | `model.pt` identical natively and under emulated Intel Haswell and AMD "
         "EPYC-Rome ([what is checked](docs/reproducibility.md)) | `tests/test_portable_bits.py` |",
         f"| training speed against the seed's DataLoader loop | **{b['speedup']:.1f}×**; an epoch "
-        f"{b['project']['epoch_seconds']:.2f} s at {b['project']['threads']} thread(s) | `lab/records/bench.json` |",
+        f"{b['project']['epoch_seconds']:.2f} s at {threads} thread{'s' * (threads != 1)} | `lab/records/bench.json` |",
         f"| {rep['seeds']} seeds against one (the replicates' cost) | **{rep['ratio']:.1f}×** one seed | "
         "`lab/records/bench_replicates.json` |",
         f"| whole `dvc repro -f` of the main pipeline, and of the benchmark | {seconds(pipe['main']['seconds'])}; "
@@ -312,7 +313,8 @@ def faults(data: dict | None = None) -> str:
         for r in f["rows"]
     ]
     rounds = f"medians of {f['rounds']} rounds" if f["rounds"] > 1 else "one round"
-    lines += ["", f"Processes followed by id as they appear; times from the fault; {rounds}."]
+    shell = f"; dvc ran the stages with SHELL={f['shell']}" if "shell" in f else ""
+    lines += ["", f"Processes followed by id as they appear; times from the fault; {rounds}{shell}."]
     return "\n".join(lines + ["", caption(data)])
 
 
