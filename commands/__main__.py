@@ -12,6 +12,7 @@ COMMANDS = {
     "gate": "gate",
     "reproduced": "reproduced",
     "grid": "grid",
+    "benchmark": "benchmark",
     "leaderboard": "leaderboard",
     "predict": "predict",
     "plots-template": "plots_template",

@@ -35,7 +35,6 @@ import subprocess
 import sys
 
 from commands.ray_grid import RAN  # stdlib only at import: Ray loads in ray_grid.run_grid alone
-from mnistbench import mirrors
 
 RESTORED = ["params.yaml", "dvc.lock", "metrics", "plots", "dvclive"]
 
@@ -135,10 +134,6 @@ def hold_lock(shared: bool):
             "end, or use --jobs N, whose runs work in their own clones"
         ) from None
     return handle
-
-
-def git(*args: str) -> str:
-    return subprocess.run(["git", *args], check=True, capture_output=True, text=True).stdout.strip()
 
 
 def main() -> None:
@@ -258,61 +253,22 @@ def report(runs: list[list[str]], results: list[tuple[list[str], str]], interrup
 def on_ray(runs: list[list[str]], checked: list, args, targets: list[str]) -> None:
     from commands import ray_grid
 
-    head = git("rev-parse", "HEAD")
-    author = tuple(
-        subprocess.run(["git", "config", key], capture_output=True, text=True).stdout.strip() or default
-        for key, default in (("user.name", "mnistbench grid"), ("user.email", "grid@localhost"))
-    )
-    env = {k: mirrors.absolute(v) for k, v in os.environ.items() if k == "DATA_MIRROR"}  # the clones are elsewhere
-    if args.address:
-        ray_grid.check_address(args.address)
-        url = subprocess.run(["git", "remote", "get-url", args.git_remote], capture_output=True, text=True)
-        if url.returncode != 0:
-            raise SystemExit(
-                f"grid: error: no git remote {args.git_remote!r}: the cluster's nodes clone from one "
-                "every node reaches: `git remote add origin URL` and `git push`, or name it with --git-remote"
-            )
-        url = url.stdout.strip()
-        try:
-            reached = subprocess.run(
-                ["git", "ls-remote", "--exit-code", url, "HEAD"], capture_output=True, timeout=60
-            ).returncode in (0, 2)
-        except subprocess.TimeoutExpired:
-            reached = False
-        if not reached:
-            raise SystemExit(
-                f"grid: error: cannot reach the git remote {args.git_remote} ({url}): fix the URL or the access"
-            )
-        if subprocess.run(["git", "fetch", "--quiet", args.git_remote], capture_output=True).returncode != 0 or not git(
-            "branch", "-r", "--contains", head, "--list", f"{args.git_remote}/*"
-        ):
-            raise SystemExit(
-                f"grid: error: commit {head[:7]} is not on the git remote {args.git_remote}: "
-                "`git push` it first, the nodes clone it from there"
-            )
-        status = subprocess.run(["dvc", "status", "--cloud", "--quiet"], capture_output=True, text=True)
-        if status.returncode != 0:
-            detail = (status.stderr.strip().splitlines() or ["HEAD's outputs are not all on it"])[-1]
-            raise SystemExit(
-                f"grid: error: the default DVC remote: {detail.removeprefix('ERROR: ')}; "
-                "the nodes pull HEAD's outputs from it: `dvc remote add -d ...` and `dvc push` first"
-            )
-        target = ray_grid.Target(url, head, None, author, env)
-    else:
-        cache = subprocess.run(["dvc", "cache", "dir"], capture_output=True, text=True, check=True).stdout.strip()
-        target = ray_grid.Target(os.path.abspath("."), head, os.path.abspath(cache), author, env)
-    extras = [[] if any(o.startswith("replicates.jobs=") for o in run) else ["replicates.jobs=1"] for run in runs]
-    threads = [params.train.threads for params in checked]
+    target = ray_grid.target_for("grid", args.address, args.git_remote)
+    jobs = [
+        ray_grid.Job(
+            " ".join(run),
+            "experiment",
+            tuple(run),
+            () if any(o.startswith("replicates.jobs=") for o in run) else ("replicates.jobs=1",),
+            tuple(targets),
+            cpus=params.train.threads,
+            gpus=1 if params.train.device == "cuda" else 0,
+        )
+        for run, params in zip(runs, checked)
+    ]
     try:
         outcomes, interrupted = ray_grid.run_grid(
-            runs,
-            extras,
-            target,
-            args.jobs,
-            args.address or None,
-            threads,
-            targets,
-            lambda line: print(line, flush=True),
+            jobs, target, args.jobs, args.address or None, lambda line: print(line, flush=True)
         )
     except ray_grid.RemoteError as e:
         raise SystemExit(f"grid: error: {e}") from None

@@ -63,9 +63,9 @@ def results_bytes(repo: Path) -> dict[str, str]:
     return {str(p.relative_to(repo)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
-@pytest.fixture(scope="module")
-def bench(tmp_path_factory):
-    base = tmp_path_factory.mktemp("benchmark")
+def bench_repo(base: Path) -> tuple[Path, dict]:
+    """e2e_repo's repository with the benchmark's pipeline on the tiny protocol, kmnist's mirror
+    added to DATA_MIRROR; the benchmark not run yet."""
     path, env, _ = e2e_repo(base)
     shutil.copytree(
         ROOT / "benchmark",
@@ -75,7 +75,12 @@ def bench(tmp_path_factory):
         ),
     )
     tiny_protocol(path / "benchmark/params.yaml")
-    env = dict(env, DATA_MIRROR=f"{env['DATA_MIRROR']}:{base / 'kmnist-mirror'}")
+    return path, dict(env, DATA_MIRROR=f"{env['DATA_MIRROR']}:{base / 'kmnist-mirror'}")
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    path, env = bench_repo(tmp_path_factory.mktemp("benchmark"))
     first = sh(path, env, "dvc", "repro", "benchmark/dvc.yaml")
     sh(path, env, "git", "add", "-A")
     sh(path, env, "git", "commit", "-qm", "the benchmark")

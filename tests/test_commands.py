@@ -26,6 +26,7 @@ CASES = [  # the command and its arguments, what is wrong, the end of its one li
     (["plots-template"], "git", "no dvc.yaml here: run this in the repository's root"),
     (["leaderboard"], "git", "ERROR: you are not inside of a DVC repository"),
     (["grid", "-S", "train.lr=0.1,0.2"], "git", "no commit yet"),
+    (["benchmark", "--jobs", "2"], "git", "no benchmark/dvc.yaml here: run it from the repository's root"),
 ]
 
 
