@@ -32,6 +32,7 @@ from commands.grid import dirty
 
 PIPELINE = "benchmark/dvc.yaml"
 PROTOCOL = "benchmark/params.yaml"
+RERUN = "the same command again restores them and trains only the rest"
 TIMINGS = "timings/benchmark"  # each cell's last measured time here (stages/benchmark_cell.py --time)
 
 
@@ -151,12 +152,15 @@ def spread(names: list[str], args, repro: list[str]) -> None:
         )
     except ray_grid.RemoteError as e:
         raise SystemExit(f"benchmark: error: {e}") from None
+    except KeyboardInterrupt:  # while Ray started or stopped: no cell was running
+        print("benchmark: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
     finished = sum(1 for o in outcomes if o and o["ok"])
     failed = [f"{job.label}: {o['detail']}" for job, o in zip(jobs, outcomes) if o and not o["ok"]]
     if interrupted or failed:
         print(
             f"\nbenchmark: {finished} of {len(jobs)} cells finished{'; interrupted' if interrupted else ''}; "
-            "they are in DVC's run cache: the same command again trains only the rest",
+            f"they are in DVC's run cache: {RERUN}",
             file=sys.stderr,
         )
         for line in failed:
@@ -164,13 +168,17 @@ def spread(names: list[str], args, repro: list[str]) -> None:
         raise SystemExit(130 if interrupted else 1)
     print(f"benchmark: every cell finished; here: {' '.join(repro)} {PIPELINE}", flush=True)
     ran = []
-    with subprocess.Popen(
-        [dvc(), *repro[1:], PIPELINE], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    ) as process:
-        for line in process.stdout:
-            sys.stdout.write(line)
-            sys.stdout.flush()
-            ran += re.findall(r"Running stage '(?:benchmark/dvc\.yaml:)?((?:cell@|control)[^']*)'", line)
+    try:
+        with subprocess.Popen(
+            [dvc(), *repro[1:], PIPELINE], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        ) as process:
+            for line in process.stdout:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+                ran += re.findall(r"Running stage '(?:benchmark/dvc\.yaml:)?((?:cell@|control)[^']*)'", line)
+    except KeyboardInterrupt:  # the terminal's Ctrl-C reached dvc too, which stops its stage
+        print("benchmark: interrupted; the cells are in DVC's run cache: run it again", file=sys.stderr)
+        raise SystemExit(130) from None
     if process.returncode != 0:
         raise SystemExit(
             f"benchmark: error: `{' '.join(repro)} {PIPELINE}` here failed (exit {process.returncode}); "
