@@ -110,7 +110,10 @@ def main() -> None:
         if args.dry_run:
             print(f"dvc repro {PIPELINE}")
             return
-        os.execv(dvc(), ["dvc", "repro", PIPELINE])
+        try:
+            os.execvp(dvc(), ["dvc", "repro", PIPELINE])
+        except FileNotFoundError:
+            raise SystemExit("benchmark: error: no dvc beside this Python or on PATH: `make install` first") from None
     repro = ["dvc", "repro", *(["--pull"] if args.address else [])]  # on a cluster: through the DVC remote
     names = cells()
     if args.dry_run:
