@@ -56,10 +56,6 @@ def _shell(pid: int) -> bool:
     return Path(cmdline(pid).split(" ", 1)[0]).name in SHELLS
 
 
-def alive(pids: set[int]) -> set[int]:
-    return {pid for pid in pids if _stat(pid) is not None}
-
-
 def cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
@@ -73,12 +69,20 @@ class Watch(threading.Thread):
     def __init__(self, root: int):
         super().__init__(daemon=True)
         self.root, self.seen, self.commands, self.done = root, {root}, {}, threading.Event()
+        self.lock = threading.Lock()  # seen grows in this thread while the test's thread reads it
 
     def run(self) -> None:
         while not self.done.wait(0.02):
             for pid in descendants(self.root) - set(self.commands):
-                self.seen.add(pid)
+                with self.lock:
+                    self.seen.add(pid)
                 self.commands[pid] = cmdline(pid)
+
+    def alive(self) -> set[int]:
+        """The processes seen so far that are still alive."""
+        with self.lock:
+            seen = set(self.seen)
+        return {pid for pid in seen if _stat(pid) is not None}
 
     def stage(self, name: str) -> int | None:
         """The pid of the stage `name`'s own process, the Python running `-m stages.<name>`: dvc's
@@ -86,7 +90,7 @@ class Watch(threading.Thread):
         return next(
             (
                 p
-                for p in sorted(alive(self.seen))
+                for p in sorted(self.alive())
                 if f"-m stages.{name} " in cmdline(p)
                 and not _shell(p)
                 and (s := _stat(p))
@@ -99,9 +103,7 @@ class Watch(threading.Thread):
         """The stage's worker processes (spawned by multiprocessing; not its resource tracker). The
         command line is read now: a child just forked still shows its parent's."""
         stage = self.stage(name)
-        return {
-            p for p in alive(self.seen) if stage and (s := _stat(p)) and s[0] == stage and "spawn_main" in cmdline(p)
-        }
+        return {p for p in self.alive() if stage and (s := _stat(p)) and s[0] == stage and "spawn_main" in cmdline(p)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,7 +199,7 @@ def run(repo: Path, env: dict, scenario: Scenario, timeout: float = 120) -> Resu
         else:
             raise AssertionError(f"{scenario}: dvc ended before the fault: {lines}")
         watch.join(0.1)
-        before = alive(watch.seen)
+        before = watch.alive()
         lines.clear()  # from here on: what the fault made them print
         started = time.monotonic()
         inject(process, watch, scenario)
@@ -205,10 +207,10 @@ def run(repo: Path, env: dict, scenario: Scenario, timeout: float = 120) -> Resu
         reader.start()
         code = process.wait(timeout=60)
         exited = time.monotonic() - started
-        while alive(watch.seen) and time.monotonic() - started < GRACE:
+        while watch.alive() and time.monotonic() - started < GRACE:
             time.sleep(0.01)
         clean = time.monotonic() - started
-        left = alive(watch.seen)
+        left = watch.alive()
         reader.join(5)
         return Result(
             code,
@@ -223,7 +225,7 @@ def run(repo: Path, env: dict, scenario: Scenario, timeout: float = 120) -> Resu
         watch.done.set()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)  # whatever happened, nothing of it stays
-        for pid in alive(watch.seen):
+        for pid in watch.alive():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
