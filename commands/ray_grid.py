@@ -400,9 +400,9 @@ def run_grid(
             log(f"{prog}: interrupted: stopping the runs still going (their dvc and stages) ...")
             for ref in running:
                 ray.cancel(ref)  # KeyboardInterrupt in the task: _run_dvc kills its process group
-            ray.wait(list(running), num_returns=len(running), timeout=30)
-            for ref in running:
-                ray.cancel(ref, force=True)
+            _, stuck = ray.wait(list(running), num_returns=len(running), timeout=30)
+            for ref in stuck:  # only these: force-cancelling a task that has ended can abort Ray's core worker
+                ray.cancel(ref, force=True)  # ("Tried to complete task that was not pending", in CI)
             return outcomes, True
         return outcomes, False
     finally:
