@@ -28,18 +28,13 @@ import subprocess
 import sys
 import tempfile
 
+from commands import ray_grid  # stdlib only at import: Ray loads in run_grid alone
 from commands.grid import dirty
 
 PIPELINE = "benchmark/dvc.yaml"
 PROTOCOL = "benchmark/params.yaml"
 RERUN = "the same command again restores them and trains only the rest"
 TIMINGS = "timings/benchmark"  # each cell's last measured time here (stages/benchmark_cell.py --time)
-
-
-def dvc() -> str:
-    """dvc beside this Python (the locked environment), else the one on PATH."""
-    beside = os.path.join(os.path.dirname(sys.executable), "dvc")
-    return beside if os.path.exists(beside) else "dvc"
 
 
 def cells() -> list[str]:
@@ -80,26 +75,7 @@ def check_protocol() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--jobs",
-        type=int,
-        default=1,
-        metavar="N",
-        help="cells at once, as Ray tasks in their own clones (default 1: `dvc repro` here, in turn)",
-    )
-    parser.add_argument(
-        "--address",
-        default=os.environ.get("RAY_ADDRESS"),
-        metavar="HOST:PORT",
-        help="a running Ray cluster (`ray start --head` prints it; default $RAY_ADDRESS); "
-        "outputs then travel through --git-remote and the default DVC remote",
-    )
-    parser.add_argument(
-        "--git-remote",
-        default="origin",
-        metavar="NAME",
-        help="with --address: the git remote every node clones from (default origin)",
-    )
+    ray_grid.add_arguments(parser, "cells", "`dvc repro` here, in turn", "clones from")
     parser.add_argument("--dry-run", action="store_true", help="print the cells and the dvc commands, run nothing")
     args = parser.parse_args()
     if args.jobs < 1:
@@ -111,7 +87,7 @@ def main() -> None:
             print(f"dvc repro {PIPELINE}")
             return
         try:
-            os.execvp(dvc(), ["dvc", "repro", PIPELINE])
+            os.execvp(ray_grid.dvc_executable(), ["dvc", "repro", PIPELINE])
         except FileNotFoundError:
             raise SystemExit("benchmark: error: no dvc beside this Python or on PATH: `make install` first") from None
     repro = ["dvc", "repro", *(["--pull"] if args.address else [])]  # on a cluster: through the DVC remote
@@ -133,7 +109,6 @@ def main() -> None:
 
 
 def spread(names: list[str], args, repro: list[str]) -> None:
-    from commands import ray_grid
     from mnistbench.protocol import load_protocol
 
     train = load_protocol(PROTOCOL).train
@@ -173,7 +148,10 @@ def spread(names: list[str], args, repro: list[str]) -> None:
     ran = []
     try:
         with subprocess.Popen(
-            [dvc(), *repro[1:], PIPELINE], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            [ray_grid.dvc_executable(), *repro[1:], PIPELINE],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         ) as process:
             for line in process.stdout:
                 sys.stdout.write(line)

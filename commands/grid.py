@@ -34,7 +34,8 @@ import re
 import subprocess
 import sys
 
-from commands.ray_grid import RAN  # stdlib only at import: Ray loads in ray_grid.run_grid alone
+from commands import ray_grid  # stdlib only at import: Ray loads in ray_grid.run_grid alone
+from commands.ray_grid import RAN
 
 RESTORED = ["params.yaml", "dvc.lock", "metrics", "plots", "dvclive"]
 
@@ -147,26 +148,7 @@ def main() -> None:
         metavar="KEY=V1,V2",
         help="a params.yaml key and the values to try; repeat for a grid",
     )
-    parser.add_argument(
-        "--jobs",
-        type=int,
-        default=1,
-        metavar="N",
-        help="runs at once, as Ray tasks in their own clones (default 1: in turn, in the workspace)",
-    )
-    parser.add_argument(
-        "--address",
-        default=os.environ.get("RAY_ADDRESS"),
-        metavar="HOST:PORT",
-        help="a running Ray cluster (`ray start --head` prints it; default $RAY_ADDRESS); "
-        "outputs then travel through --git-remote and the default DVC remote",
-    )
-    parser.add_argument(
-        "--git-remote",
-        default="origin",
-        metavar="NAME",
-        help="with --address: the git remote every node clones from and pushes to (default origin)",
-    )
+    ray_grid.add_arguments(parser, "runs", "in turn, in the workspace", "clones from and pushes to")
     parser.add_argument(
         "--target",
         metavar="STAGE",
@@ -251,8 +233,6 @@ def report(runs: list[list[str]], results: list[tuple[list[str], str]], interrup
 
 
 def on_ray(runs: list[list[str]], checked: list, args, targets: list[str]) -> None:
-    from commands import ray_grid
-
     target = ray_grid.target_for("grid", args.address, args.git_remote)
     jobs = [
         ray_grid.Job(

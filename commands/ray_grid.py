@@ -111,11 +111,39 @@ def _run_dvc(command: list[str], cwd: str, env: dict) -> subprocess.CompletedPro
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
+def dvc_executable() -> str:
+    """dvc beside this Python (the locked environment), else the one on PATH."""
+    beside = os.path.join(os.path.dirname(sys.executable), "dvc")
+    return beside if os.path.exists(beside) else "dvc"
+
+
 def _tools() -> tuple[str, dict[str, str]]:
     """dvc beside this worker's Python (the locked environment), and a PATH where stages find that Python."""
-    bin_dir = os.path.dirname(sys.executable)
-    dvc = os.path.join(bin_dir, "dvc")
-    return (dvc if os.path.exists(dvc) else "dvc"), {"PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+    return dvc_executable(), {"PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
+
+
+def add_arguments(parser, what: str, in_turn: str, git_remote: str) -> None:
+    """--jobs, --address and --git-remote, as every command that runs its `what` on Ray takes them."""
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help=f"{what} at once, as Ray tasks in their own clones (default 1: {in_turn})",
+    )
+    parser.add_argument(
+        "--address",
+        default=os.environ.get("RAY_ADDRESS"),
+        metavar="HOST:PORT",
+        help="a running Ray cluster (`ray start --head` prints it; default $RAY_ADDRESS); "
+        "outputs then travel through --git-remote and the default DVC remote",
+    )
+    parser.add_argument(
+        "--git-remote",
+        default="origin",
+        metavar="NAME",
+        help=f"with --address: the git remote every node {git_remote} (default origin)",
+    )
 
 
 def _error_line(output: str) -> str:

@@ -9,6 +9,7 @@ c, plus noise, so a few training steps measurably reduce the loss.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import hashlib
@@ -176,3 +177,28 @@ def workspace_bytes(repo: Path) -> dict[str, str]:
         if p.is_file()
     ]
     return {str(p.relative_to(repo)): hashlib.sha256(p.read_bytes()).hexdigest() for p in [*files, repo / "dvc.lock"]}
+
+
+def add_remotes(repo: Path, env: dict, base: Path) -> Path:
+    """A bare git remote `origin` and a default DVC remote under base, committed: all a Ray
+    cluster's nodes see of the repository. Returns the bare remote's path."""
+    bare = base / "origin.git"
+    sh(repo, env, "git", "init", "-q", "--bare", str(bare))
+    sh(repo, env, "git", "remote", "add", "origin", str(bare))
+    sh(repo, env, "dvc", "remote", "add", "-d", "store", str(base / "dvc-store"))
+    sh(repo, env, "git", "commit", "-qam", "remotes")
+    return bare
+
+
+@contextlib.contextmanager
+def two_node_cluster():
+    """A Ray cluster of two nodes on this machine, one CPU each; yields its address."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    try:
+        yield cluster.address
+    finally:
+        cluster.shutdown()

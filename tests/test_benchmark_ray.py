@@ -16,7 +16,7 @@ import time
 import pytest
 from ruamel.yaml import YAML
 
-from tests.helpers import sh
+from tests.helpers import add_remotes, sh, two_node_cluster
 from tests.test_benchmark import TINY, bench_repo, results_bytes, tiny_protocol
 from tests.test_grid_ray import grid_processes
 
@@ -160,29 +160,18 @@ def test_ctrl_c_keeps_every_finished_cell_and_leaves_nothing_running(repo):
 
 
 def test_a_two_node_cluster_sees_the_repository_only_through_its_git_and_dvc_remotes(repo, tmp_path):
-    from ray.cluster_utils import Cluster
-
     path, env = repo
-    bare, store = tmp_path / "origin.git", tmp_path / "dvc-store"
-    sh(path, env, "git", "init", "-q", "--bare", str(bare))
-    sh(path, env, "git", "remote", "add", "origin", str(bare))
-    sh(path, env, "dvc", "remote", "add", "-d", "store", str(store))
-    sh(path, env, "git", "commit", "-qam", "remotes")
+    add_remotes(path, env, tmp_path)
     commit_protocol(path, env, "lr 0.02", **{"train.lr": 0.02})
     metrics = {c: (path / f"benchmark/metrics/{c.removeprefix('cell@')}.json").read_text() for c in CELLS}
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    cluster.add_node(num_cpus=1)
-    cluster.wait_for_nodes()
-    try:
-        address = ["--jobs", "2", "--address", cluster.address]
+    with two_node_cluster() as cluster:
+        address = ["--jobs", "2", "--address", cluster]
         no_git = sh(path, env, *BENCHMARK, *address, check=False)
         sh(path, env, "git", "push", "-q", "origin", "HEAD:main")
         no_dvc = sh(path, env, *BENCHMARK, *address, check=False)
         sh(path, env, "dvc", "push", "-q")
         ray = sh(path, env, *BENCHMARK, *address)
-    finally:
-        cluster.shutdown()
     assert no_git.returncode == 1 and "is not on the git remote origin: `git push` it first" in no_git.stderr
     assert no_dvc.returncode == 1 and "the default DVC remote" in no_dvc.stderr and "dvc push" in no_dvc.stderr
     assert "2 CPUs on 2 node(s)" in ray.stdout, ray.stdout

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import e2e_repo, sh
+from tests.helpers import add_remotes, e2e_repo, sh, two_node_cluster
 
 pytestmark = pytest.mark.slow
 GRID = [sys.executable, "-m", "commands.grid"]
@@ -211,30 +211,19 @@ def test_two_grids_at_once_both_succeed_and_a_grid_in_turn_refuses_meanwhile(rep
 
 
 def test_a_two_node_cluster_sees_the_repository_only_through_its_git_and_dvc_remotes(repo, tmp_path):
-    from ray.cluster_utils import Cluster
-
     path, env = repo
-    bare, store = tmp_path / "origin.git", tmp_path / "dvc-store"
-    sh(path, env, "git", "init", "-q", "--bare", str(bare))
-    sh(path, env, "git", "remote", "add", "origin", str(bare))
-    sh(path, env, "dvc", "remote", "add", "-d", "store", str(store))
-    sh(path, env, "git", "commit", "-qam", "remotes")
+    bare = add_remotes(path, env, tmp_path)
     state = tracked_state(path, env)
     before = set(experiments(path, env))
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    cluster.add_node(num_cpus=1)
-    cluster.wait_for_nodes()
-    try:
-        no_git = sh(path, env, *GRID, "--jobs", "2", "--address", cluster.address, "-S", "train.lr=0.1", check=False)
+    with two_node_cluster() as cluster:
+        no_git = sh(path, env, *GRID, "--jobs", "2", "--address", cluster, "-S", "train.lr=0.1", check=False)
         sh(path, env, "git", "push", "-q", "origin", "HEAD:main")
-        no_dvc = sh(path, env, *GRID, "--jobs", "2", "--address", cluster.address, "-S", "train.lr=0.1", check=False)
+        no_dvc = sh(path, env, *GRID, "--jobs", "2", "--address", cluster, "-S", "train.lr=0.1", check=False)
         sh(path, env, "dvc", "push", "-q")
         # a remote the driver reaches and the workers do not: a path relative to the repository
         sh(path, env, "git", "remote", "set-url", "origin", os.path.relpath(bare, path))
-        unreachable = sh(
-            path, env, *GRID, "--jobs", "2", "--address", cluster.address, "-S", "train.lr=0.1", check=False
-        )
+        unreachable = sh(path, env, *GRID, "--jobs", "2", "--address", cluster, "-S", "train.lr=0.1", check=False)
         sh(path, env, "git", "remote", "set-url", "origin", str(bare))
         started = time.monotonic()
         grid = sh(
@@ -244,15 +233,13 @@ def test_a_two_node_cluster_sees_the_repository_only_through_its_git_and_dvc_rem
             "--jobs",
             "2",
             "--address",
-            cluster.address,
+            cluster,
             "-S",
             "train.lr=0.04,0.05",
             "-S",
             "train.epochs=1",
         )
         print(f"two-node grid of 2 runs: {time.monotonic() - started:.1f} s")
-    finally:
-        cluster.shutdown()
     assert no_git.returncode == 1 and "is not on the git remote origin: `git push` it first" in no_git.stderr, (
         no_git.stderr
     )
