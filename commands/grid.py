@@ -1,7 +1,7 @@
 """A grid of experiments, each run by `dvc exp run`: in turn in the workspace, or as Ray tasks.
 
     mnistbench grid -S 'train.lr=0.0003,0.001,0.003'
-    mnistbench grid -S 'model.arch=mlp,cnn' -S 'model.channels=[16,32],[32,64]'
+    mnistbench grid -S 'model.arch=mlp,cnn' -S 'model.cnn.channels=[16,32],[32,64]'
     mnistbench grid --jobs 2 -S 'train.seed=1,2,3,4'      # Ray on this machine, 2 at once
     mnistbench grid --jobs 8 --address HEAD_IP:6379 -S ...  # a Ray cluster (docs/experiments.md)
     mnistbench grid --dry-run -S ...       # print the commands only

@@ -58,35 +58,37 @@ def runs(exp_show: list) -> list[dict]:
 
 
 def describe_model(model: dict) -> str:
-    """The arch and the model.* values it reads (models.USES): `mlp 128-64 relu`, `cnn 32-64 128-64
-    relu`, `lenet`; an arch no longer registered shows its name alone."""
-    from mnistbench.models import USES  # torch: a second, once per leaderboard
+    """The arch and its own keys, named (models.MODELS): `mlp hidden=128-64 activation=relu
+    dropout=0.0`, `linear`. A run from before each architecture had its own section shows the keys
+    of the flat section that its arch reads now; an arch no longer registered, its name alone."""
+    from mnistbench.registry import described
 
     arch = model.get("arch", "?")
-    shown = [arch]
-    for key in USES.get(arch, ()):
-        value = model.get(key)
-        if key == "dropout" and not value:
-            continue
-        shown.append(
-            "-".join(map(str, value))
-            if isinstance(value, list)
-            else f"{key} {value}"
-            if key == "dropout"
-            else str(value)
-        )
-    return " ".join(shown)
+    own = model.get(arch)
+    if not isinstance(own, dict):
+        from mnistbench.models import MODELS  # torch: a second, once per leaderboard
+
+        declared = MODELS.entries[arch].keys if arch in MODELS else {}
+        own = {k: model[k] for k in declared if k in model}
+    return described(arch, own)
 
 
 def describe_training(train: dict) -> str:
+    """Epochs, batch, the optimizer with lr and its non-zero keys, the schedule with its keys
+    unless constant, the augmentation: `11 ep, batch 64, sgd lr 0.05 momentum=0.9`."""
+    from mnistbench.registry import described
+
     optimizer = train.get("optimizer", "adam")  # runs from before train.optimizer: Adam
+    own = train.get(optimizer)
+    if not isinstance(own, dict):  # a run from before each optimizer had its own section
+        own = {k: train[k] for k in ("momentum", "weight_decay") if k in train}
+    shown = {k: v for k, v in own.items() if v}
     text = f"{train.get('epochs')} ep, batch {train.get('batch_size')}, {optimizer} lr {train.get('lr')}"
-    if train.get("weight_decay"):
-        text += f" wd {train['weight_decay']:g}"
-    if train.get("optimizer") == "sgd" and train.get("momentum"):
-        text += f" momentum {train['momentum']:g}"
-    if train.get("schedule", "constant") != "constant":
-        text += f" {train['schedule']}"
+    if shown:
+        text += " " + described(optimizer, shown).partition(" ")[2]
+    schedule = train.get("schedule", "constant")
+    if schedule != "constant":
+        text += " " + described(schedule, train.get(schedule) if isinstance(train.get(schedule), dict) else {})
     if train.get("augment_shift") or train.get("augment_rotate"):
         text += f", shift {train.get('augment_shift', 0):g} px, rotate {train.get('augment_rotate', 0):g}°"
     return text

@@ -31,6 +31,7 @@ from scipy import stats
 
 from commands.gate import FAIL, Sample, decide
 from lab import record, render
+from mnistbench import models, optim
 from mnistbench.data import load_normalized
 from mnistbench.entry import run_command
 from mnistbench.files import FileFormatError, write_json
@@ -39,21 +40,25 @@ from mnistbench.params import override as params_override
 from mnistbench.replicates import fit_replicates, quiet
 from mnistbench.runtime import configure_torch, run_info
 
-DEFAULT_REGRESSIONS = ("train.epochs=3", "train.epochs=5", "model.hidden=[64,32]", "model.hidden=[32,16]")
+DEFAULT_REGRESSIONS = ("train.epochs=3", "train.epochs=5", "model.mlp.hidden=[64,32]", "model.mlp.hidden=[32,16]")
 POOL_FIRST_SEED = 1000
 BLOCK = 10  # seeds per fit_replicates call: the cache is saved after each
 
 
 def override(tree: dict, assignment: str) -> Params:
     """params.yaml's tree with one `section.key=value` applied as `dvc exp run -S` applies it
-    (params.override), checked by params.py's rules: a bad one fails before any training."""
+    (params.override), checked by params.py's rules and the registries' (a model's, an optimizer's
+    keys): a bad one fails before any training."""
     try:
         changed = params_override(tree, assignment)
     except KeyError:
         raise ParamsError(
             f"--regression {assignment}: expected KEY=VALUE with a key of params.yaml, e.g. train.epochs=3"
         ) from None
-    return from_dict(changed, path=f"--regression {assignment}")
+    params = from_dict(changed, path=f"--regression {assignment}")
+    models.MODELS.check_all(params.model.arch, params.model.sections, f"--regression {assignment}", "arch")
+    optim.check(params.train, f"--regression {assignment}")
+    return params
 
 
 def pool(params: Params, size: int, data: Path, cache: dict, key: str, label: str, device, jobs: int) -> list[float]:

@@ -213,7 +213,7 @@ def fit_batched(
     model = stack(model_params, seeds, device)
     torch.manual_seed(seeds[0])  # dropout's masks
     optimizer = build_optimizer(params, model.parameters())
-    scheduler = build_schedule(params, optimizer, total_steps=params.epochs * math.ceil(n / batch))
+    scheduler = build_schedule(params, optimizer, steps_per_epoch=math.ceil(n / batch))
     generators = [torch.Generator().manual_seed(seed) for seed in seeds]  # as train.setup: CPU, same everywhere
     augments = [augmentation(params, seed) for seed in seeds]
     graphable = device.type == "cuda" and scheduler is None and isinstance(optimizer, FusedAdam)

@@ -210,7 +210,7 @@ def run_command(name: str, main: Callable[[], None]) -> None:
         if asked is None:
             raise
         print(
-            f"{name}: error: out of memory{asked}; a smaller model (model.hidden, model.channels) "
+            f"{name}: error: out of memory{asked}; a smaller model (the widths in model.<arch>) "
             f"or batch (train.batch_size, evaluate.batch_size) needs less",
             file=sys.stderr,
         )

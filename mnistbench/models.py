@@ -1,59 +1,65 @@
-"""The classifiers (params.yaml `model.arch`), registered by name, and their checkpoint format.
+"""The classifiers (params.yaml `model.arch`), registered by name with the keys each reads, and
+their checkpoint format.
 
-    mlp     the seed's 784-128-64-10 ReLU MLP by default (model.hidden, activation, dropout)
-    linear  multinomial logistic regression, 784 -> 10: the classic floor
-    cnn     conv blocks (3x3 conv, ReLU, 2x2 max-pool; model.channels), then the MLP head
+    mlp     the seed's 784-128-64-10 ReLU MLP by default (model.mlp: hidden, activation, dropout)
+    linear  multinomial logistic regression, 784 -> 10: the classic floor (no keys)
+    cnn     conv blocks (3x3 conv, ReLU, 2x2 max-pool; model.cnn.channels), then the MLP head
 
-To add an architecture, write one nn.Module class here that takes the model section of
-params.yaml, registered under the name `model.arch` will use (docs/extending.md):
+To add an architecture, write one nn.Module class here, registered under the name `model.arch`
+will use with the keys it reads, and give those keys values in params.yaml under that name
+(docs/extending.md):
 
-    @register("lenet")
-    class LeNet5(nn.Module):
-        def __init__(self, params: ModelParams): ...
+    @register("resmlp", width=key(int, "width of each block", min=1), blocks=key(int, "blocks", min=1))
+    class ResMLP(nn.Module):
+        def __init__(self, width: int, blocks: int): ...
         def forward(self, x): ...            # (B, 784) normalized pixels -> (B, 10) logits
 
+    model:                                   # params.yaml
+      arch: resmlp
+      resmlp: {width: 256, blocks: 3}
+
 Write it in plain torch: build_model converts every nn.Linear to the portable kernels
-(mnistbench/portable.py), and everything else derives from the registry: the choices validate
-accepts, the parameter count of its memory check, checkpoints, predict and the replicates.
+(mnistbench/portable.py), and everything else derives from the registry: the architectures and
+keys validate accepts, the parameter count of its memory check, checkpoints, predict, the
+replicates and the leaderboard's label.
 
 A checkpoint is a dict of plain types plus a state_dict, so it loads with
-torch.load(weights_only=True):
-    {"format": 2, "model": {<the model section of params.yaml>}, "normalize": {"mean": .., "std": ..},
-     "state_dict": {...}}
+torch.load(weights_only=True). It records the keys the model was built with:
+    {"format": 3, "model": {"arch": "mlp", "keys": {"hidden": [128, 64], ...}},
+     "normalize": {"mean": .., "std": ..}, "state_dict": {...}}
+Format 2 (one flat model section shared by every architecture) still loads: its arch's keys are
+taken from it. A checkpoint made before its architecture read a key loads where the key declares
+`old=`, the value that reproduces the model as it was, and says so; else it is refused, naming the
+key. A key added to another architecture changes nothing for it.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import sys
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from mnistbench import portable
+from mnistbench import estimators, portable
 from mnistbench.data import IMAGE_SIZE, NUM_CLASSES
+from mnistbench.estimators import Estimator, estimator
 from mnistbench.files import FileFormatError, load_tensors, save_tensors
-from mnistbench.params import ModelParams, ParamsError, as_dict, section
+from mnistbench.params import ModelParams, ParamsError
+from mnistbench.registry import MISSING, Registry, as_plain, described, key
 
 IN_FEATURES = IMAGE_SIZE * IMAGE_SIZE  # 784
-CHECKPOINT_FORMAT = 2  # 2: "model" holds the whole model section (1 held only "hidden")
+CHECKPOINT_FORMAT = 3  # 3: the arch and its own keys; 2: one flat section of every arch's keys
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
-ARCHITECTURES: dict[str, type[nn.Module]] = {}  # model.arch -> its class, filled by @register
-USES: dict[str, tuple[str, ...]] = {}  # model.arch -> the model.* keys it reads besides arch
+MODELS = Registry("model", "arch", "architecture", "mnistbench/models.py")
+register = MODELS.register
 
-
-def register(name: str, uses: tuple[str, ...] = ()) -> Callable[[type[nn.Module]], type[nn.Module]]:
-    """Class decorator: the architecture `model.arch: name` builds. `uses` names the keys of the
-    model section it reads (model.hidden, ...): what the leaderboard shows of it."""
-
-    def add(cls: type[nn.Module]) -> type[nn.Module]:
-        ARCHITECTURES[name] = cls
-        USES[name] = uses
-        return cls
-
-    return add
+# Keys more than one architecture reads, declared once.
+HIDDEN = key(tuple[int, ...], "widths of the fully connected hidden layers", min=1, min_items=1)
+ACTIVATION = key(str, "activation after each hidden layer", choices=tuple(ACTIVATIONS))
+DROPOUT = key(float, "dropout probability after each hidden layer (0: none)", min=0.0, max=0.9)
 
 
 def dense(in_features: int, hidden: tuple[int, ...], activation: str, dropout: float) -> nn.Sequential:
@@ -68,13 +74,13 @@ def dense(in_features: int, hidden: tuple[int, ...], activation: str, dropout: f
     return nn.Sequential(*layers)
 
 
-@register("mlp", uses=("hidden", "activation", "dropout"))
+@register("mlp", hidden=HIDDEN, activation=ACTIVATION, dropout=DROPOUT)
 class MLP(nn.Module):
     """(B, 784) normalized pixels -> (B, 10) logits; softmax is left to the loss."""
 
-    def __init__(self, params: ModelParams):
+    def __init__(self, hidden: tuple[int, ...], activation: str, dropout: float):
         super().__init__()
-        self.layers = dense(IN_FEATURES, params.hidden, params.activation, params.dropout)
+        self.layers = dense(IN_FEATURES, hidden, activation, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
@@ -84,7 +90,7 @@ class MLP(nn.Module):
 class Linear(nn.Module):
     """Multinomial logistic regression: (B, 784) -> (B, 10), one linear layer."""
 
-    def __init__(self, params: ModelParams):
+    def __init__(self):
         super().__init__()
         self.layers = nn.Sequential(nn.Linear(IN_FEATURES, NUM_CLASSES))
 
@@ -92,45 +98,108 @@ class Linear(nn.Module):
         return self.layers(x)
 
 
-@register("cnn", uses=("channels", "hidden", "activation", "dropout"))
+@register(
+    "cnn",
+    channels=key(
+        tuple[int, ...], "output channels of each 3x3 conv + 2x2 max-pool block", min=1, min_items=1, max_items=3
+    ),
+    hidden=HIDDEN,
+    activation=ACTIVATION,
+    dropout=DROPOUT,
+)
 class CNN(nn.Module):
     """(B, 784) -> (B, 1, 28, 28) -> conv blocks, each halving the side -> MLP head -> (B, 10)."""
 
-    def __init__(self, params: ModelParams):
+    def __init__(self, channels: tuple[int, ...], hidden: tuple[int, ...], activation: str, dropout: float):
         super().__init__()
         blocks, in_channels, side = [], 1, IMAGE_SIZE
-        for c in params.channels:
+        for c in channels:
             blocks += [nn.Conv2d(in_channels, c, kernel_size=3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
             in_channels, side = c, side // 2
         self.features = nn.Sequential(*blocks)
-        head = dense(in_channels * side * side, params.hidden, params.activation, params.dropout)
+        head = dense(in_channels * side * side, hidden, activation, dropout)
         self.layers = nn.Sequential(nn.Flatten(), *head)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(self.features(x.view(-1, 1, IMAGE_SIZE, IMAGE_SIZE)))
 
 
-def architecture(params: ModelParams, source: str = "params.yaml") -> type[nn.Module]:
-    """The class registered as params.arch; ParamsError listing the registered ones if none is."""
-    if params.arch not in ARCHITECTURES:
-        raise ParamsError(
-            f"{source}: model.arch = {params.arch!r}: must be one of "
-            f"{', '.join(ARCHITECTURES)} (the architectures registered in mnistbench/models.py)"
-        )
-    return ARCHITECTURES[params.arch]
+# scikit-learn estimators, registered through the same seam (mnistbench/estimators.py): their keys
+# are the estimator's parameters, typed here and range-checked by scikit-learn itself. Imports are
+# inside each builder, so a torch model's stages never pay for them.
+
+
+@estimator(
+    "logreg",
+    randomized=False,
+    C=key(float, "inverse strength of the L2 penalty"),
+    max_iter=key(int, "lbfgs iterations at most"),
+)
+def logreg(C: float, max_iter: int):
+    """Multinomial logistic regression (lbfgs) on standardized pixels: deterministic."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
+
+
+@estimator(
+    "knn",
+    randomized=False,
+    n_neighbors=key(int, "neighbours that vote"),
+    weights=key(str, "uniform: one vote each; distance: weighted by 1/distance"),
+    p=key(int, "the Minkowski distance's power: 1 Manhattan, 2 Euclidean"),
+)
+def knn(n_neighbors: int, weights: str, p: int):
+    """k nearest neighbours on the pixels: deterministic."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    return KNeighborsClassifier(n_neighbors=n_neighbors, weights=weights, p=p)
+
+
+@estimator(
+    "forest",
+    randomized=True,
+    n_estimators=key(int, "trees"),
+    max_depth=key(int, "each tree's depth at most"),
+    criterion=key(str, "split quality: gini, entropy or log_loss"),
+)
+def forest(n_estimators: int, max_depth: int, criterion: str):
+    """A random forest on the pixels: randomized (train.seed is its random_state)."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    return RandomForestClassifier(n_estimators=n_estimators, max_depth=max_depth, criterion=criterion)
+
+
+def model_keys(params: ModelParams, source: str = "params.yaml") -> dict:
+    """The chosen architecture's keys, validated: ParamsError naming the key, or listing the
+    registered architectures when params.arch is none of them."""
+    return MODELS.keys(params.arch, params.sections, source)
+
+
+def construct(arch: str, keys: dict) -> nn.Module:
+    """The architecture's own module, plain torch (torch's global generator draws its weights)."""
+    return MODELS.entry(arch).build(**keys)
 
 
 def build_model(params: ModelParams) -> nn.Module:
-    """The architecture's freshly initialized model (torch's global generator draws its weights),
-    its linear layers on the portable kernels."""
-    return portable.convert(architecture(params)(params))
+    """The architecture's freshly initialized model, its linear layers on the portable kernels."""
+    return portable.convert(construct(params.arch, model_keys(params)))
 
 
 def parameter_count(params: ModelParams) -> int:
     """How many parameters build_model(params) holds, counted on the meta device: no memory is
     allocated and no weight drawn, whatever the widths."""
     with torch.device("meta"):
-        model = architecture(params)(params)
+        model = construct(params.arch, model_keys(params))
+    return sum(p.numel() for p in model.parameters())
+
+
+def learned_numbers(model: nn.Module) -> int:
+    """A model's parameters; an estimator's fitted arrays (mnistbench/estimators.py)."""
+    if isinstance(model, Estimator):
+        return model.learned_numbers()
     return sum(p.numel() for p in model.parameters())
 
 
@@ -145,11 +214,8 @@ def check_memory(params: ModelParams) -> None:
     except (AttributeError, ValueError, OSError):  # no sysconf (Windows): the stage finds out
         return
     if needed > total:
-        shapes = [
-            f"model.{key} = {list(getattr(params, key))}"
-            for key in USES[params.arch]
-            if isinstance(getattr(params, key), tuple)
-        ]
+        keys = model_keys(params)
+        shapes = [f"model.{params.arch}.{k} = {list(v)}" for k, v in keys.items() if isinstance(v, tuple)]
         shown = ", ".join(shapes) or f"model.arch = {params.arch!r}"
         raise ParamsError(
             f"params.yaml: {shown}: {count:,} parameters need {needed / 1e9:,.0f} GB "
@@ -159,47 +225,88 @@ def check_memory(params: ModelParams) -> None:
 
 
 def save_checkpoint(path: Path, model: nn.Module, params: ModelParams, mean: float, std: float) -> None:
-    save_tensors(
-        path,
-        {
-            "format": CHECKPOINT_FORMAT,
-            "model": as_dict(params),
-            "normalize": {"mean": mean, "std": std},
-            "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-        },
-    )
+    ckpt = {
+        "format": CHECKPOINT_FORMAT,
+        "model": {"arch": params.arch, "keys": as_plain(model_keys(params))},
+        "normalize": {"mean": mean, "std": std},
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+    }
+    if isinstance(model, Estimator):  # its fitted state, as skops bytes (mnistbench/estimators.py)
+        ckpt["estimator"] = estimators.dumps(model)
+    save_tensors(path, ckpt)
+
+
+def checkpoint_keys(path: Path, ckpt: dict) -> tuple[str, dict]:
+    """The arch and the keys a checkpoint was built with, checked against the arch's keys now:
+    FileFormatError saying what changed where they differ (module docstring)."""
+    model = ckpt.get("model")
+    if ckpt.get("format") == 2 and isinstance(model, dict):  # the flat section: its arch's keys are in it
+        arch = model.get("arch")
+        recorded = {k: v for k, v in model.items() if arch in MODELS and k in MODELS.entries[arch].keys}
+    elif isinstance(model, dict) and isinstance(model.get("keys"), dict):
+        arch, recorded = model.get("arch"), dict(model["keys"])
+    else:
+        raise FileFormatError(f"{path}: checkpoint metadata has no model arch and keys; rerun `dvc repro train`")
+    if not isinstance(arch, str) or arch not in MODELS:
+        raise FileFormatError(
+            f"{path}: a checkpoint of model.arch = {arch!r}, which is not registered "
+            f"in mnistbench/models.py (registered: {MODELS.names()}); register it "
+            "again, or rerun `dvc repro train`"
+        )
+    declared = MODELS.entries[arch].keys
+    gone = [k for k in recorded if k not in declared]
+    if gone:
+        raise FileFormatError(
+            f"{path}: a checkpoint of {arch} built with model.{arch}.{gone[0]} = {recorded[gone[0]]!r}, which "
+            f"{arch} no longer reads (mnistbench/models.py); rerun `dvc repro train`"
+        )
+    for name, declared_key in declared.items():
+        if name in recorded:
+            continue
+        if declared_key.old is MISSING:
+            raise FileFormatError(
+                f"{path}: a checkpoint of {arch} made before {arch} read model.{arch}.{name} "
+                f"({declared_key.help}); rerun `dvc repro train`, or declare the value that rebuilds such "
+                f"a model as old= of that key in mnistbench/models.py"
+            )
+        recorded[name] = declared_key.old
+        print(
+            f"note: {path}: made before {arch} read model.{arch}.{name}; loaded with {declared_key.old!r}, "
+            "what it did then",
+            file=sys.stderr,
+        )
+    try:
+        keys = MODELS.check_section(MODELS.entries[arch], recorded, f"model.{arch}", f"{path} (checkpoint)")
+    except ParamsError as e:
+        raise FileFormatError(f"{e}; rerun `dvc repro train`") from None
+    return arch, keys
 
 
 def load_checkpoint(path: Path) -> tuple[nn.Module, dict]:
     """The model (eval mode, CPU) and the checkpoint's normalize dict; refuses anything else."""
     ckpt = load_tensors(path, "checkpoint")
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+    if not isinstance(ckpt, dict) or ckpt.get("format") not in (2, CHECKPOINT_FORMAT):
         raise FileFormatError(
             f"{path}: not a checkpoint of this project (format {CHECKPOINT_FORMAT}); rerun `dvc repro train`"
         )
+    arch, keys = checkpoint_keys(path, ckpt)
     try:
-        params = section(ModelParams, ckpt.get("model"), "model", source=f"{path} (checkpoint)")
         normalize = {"mean": float(ckpt["normalize"]["mean"]), "std": float(ckpt["normalize"]["std"])}
-    except ParamsError as e:
-        raise FileFormatError(f"checkpoint metadata is malformed: {e}; rerun `dvc repro train`") from None
     except (KeyError, TypeError, ValueError) as e:
         raise FileFormatError(
             f"{path}: checkpoint metadata is malformed ({type(e).__name__}: {e}); rerun `dvc repro train`"
         ) from None
-    if params.arch not in ARCHITECTURES:
-        raise FileFormatError(
-            f"{path}: a checkpoint of model.arch = {params.arch!r}, which is not registered "
-            f"in mnistbench/models.py (registered: {', '.join(ARCHITECTURES)}); register it "
-            "again, or rerun `dvc repro train`"
-        )
-    model = build_model(params)
+    model = portable.convert(construct(arch, keys))
+    if isinstance(model, Estimator):
+        if not isinstance(ckpt.get("estimator"), torch.Tensor):
+            raise FileFormatError(f"{path}: a checkpoint of the estimator {arch} holds no fitted estimator")
+        return estimators.loads(ckpt["estimator"], model.randomized, path).eval(), normalize
     try:
         model.load_state_dict(ckpt["state_dict"])
     except (KeyError, TypeError, RuntimeError) as e:  # no state_dict; missing/unexpected keys, other shapes
         reason = " ".join(str(e).split())[:300]
         raise FileFormatError(
-            f"{path}: weights do not fit the model its metadata describes "
-            f"({params.arch}, hidden={list(params.hidden)}): {reason}"
+            f"{path}: weights do not fit the model its metadata describes ({described(arch, keys)}): {reason}"
         ) from None
     return model.eval(), normalize
 

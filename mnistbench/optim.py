@@ -1,20 +1,30 @@
-"""The optimizers (params.yaml `train.optimizer`), registered by name, and the learning-rate schedule.
+"""The optimizers (params.yaml `train.optimizer`) and learning-rate schedules (`train.schedule`),
+registered by name with the keys each reads (train.<name>: mnistbench/registry.py).
 
     optimizer = build_optimizer(params.train, model.parameters())
-    schedule = build_schedule(params.train, optimizer, total_steps)   # None: constant
+    schedule = build_schedule(params.train, optimizer, steps_per_epoch)   # None: constant
     ... loss.backward(); optimizer.step(); schedule.step(); optimizer.zero_grad()
 
-    adam    Adam, train.weight_decay as L2 (torch.optim.Adam)
-    adamw   Adam with decoupled weight decay (torch.optim.AdamW)
-    sgd     SGD with train.momentum (torch.optim.SGD)
+    adam      Adam, train.adam.weight_decay as L2 (torch.optim.Adam)
+    adamw     Adam with decoupled weight decay, train.adamw.weight_decay (torch.optim.AdamW)
+    sgd       SGD with train.sgd.momentum and weight_decay (torch.optim.SGD)
+    adadelta  Adadelta with train.adadelta.rho and weight_decay (torch.optim.Adadelta): pytorch/examples' MNIST
+    constant  the learning rate train.lr throughout
+    cosine    cosine decay from train.lr to 0 over the run, per step
+    steplr    train.lr times train.steplr.gamma every train.steplr.step_size epochs (torch's StepLR)
 
 Every optimizer has torch.optim's interface (param_groups, step, zero_grad, state_dict), which
-is all the training loop and the schedule use. To add one, register a builder that takes the
-train section and the parameters (docs/extending.md):
+is all the training loop and the schedules use. To add one, register a builder that takes the
+parameters, train.lr and the keys it declares, and give the keys values in params.yaml under its
+name (docs/extending.md):
 
-    @register("rmsprop")
-    def rmsprop(params: TrainParams, parameters):
-        return torch.optim.RMSprop(parameters, lr=params.lr, weight_decay=params.weight_decay)
+    @register("rmsprop", alpha=key(float, "smoothing constant", min=0.0, max=1.0))
+    def rmsprop(parameters, lr: float, alpha: float):
+        return torch.optim.RMSprop(parameters, lr=lr, alpha=alpha)
+
+A schedule is a builder registered with @schedule that takes the optimizer, the steps of an epoch,
+the epochs and its keys, and returns an object whose step() runs after every optimizer step (or
+None: constant). It writes param_groups[i]["lr"], as torch's schedulers do.
 
 Adam and AdamW run on the fused kernels torch.optim.Adam(fused=True) and AdamW(fused=True) run,
 through FusedAdam below rather than torch.optim itself, for speed: in torch 2.13 every
@@ -28,41 +38,43 @@ it, which also catches a torch upgrade changing the kernels' signature).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import torch
 
-from mnistbench.params import ParamsError, TrainParams
+from mnistbench.params import TrainParams
+from mnistbench.registry import Registry, key
 
-Builder = Callable[[TrainParams, Iterable[torch.Tensor]], "torch.optim.Optimizer | FusedAdam"]
-OPTIMIZERS: dict[str, Builder] = {}  # train.optimizer -> its builder, filled by @register
-
-
-def register(name: str) -> Callable[[Builder], Builder]:
-    def add(builder: Builder) -> Builder:
-        OPTIMIZERS[name] = builder
-        return builder
-
-    return add
+OPTIMIZERS = Registry("train", "optimizer", "optimizer", "mnistbench/optim.py")
+SCHEDULES = Registry("train", "schedule", "schedule", "mnistbench/optim.py")
+register = OPTIMIZERS.register
+schedule = SCHEDULES.register
 
 
 def check(params: TrainParams, source: str = "params.yaml") -> None:
-    """ParamsError listing the registered optimizers when train.optimizer is none of them."""
-    if params.optimizer not in OPTIMIZERS:
-        raise ParamsError(
-            f"{source}: train.optimizer = {params.optimizer!r}: must be one of "
-            f"{', '.join(OPTIMIZERS)} (the optimizers registered in mnistbench/optim.py)"
-        )
+    """The optimizer and the schedule registered, and every optimizer's and schedule's section of
+    train valid: ParamsError, one line, naming the key or listing the registered ones."""
+    fields = ", ".join(k for k in TrainParams.__dataclass_fields__ if k != "sections")
+    OPTIMIZERS.check_all(params.optimizer, params.sections, source, fields, siblings=(SCHEDULES,))
+    SCHEDULES.check_all(params.schedule, params.sections, source, fields, siblings=(OPTIMIZERS,))
+
+
+def optimizer_keys(params: TrainParams, source: str = "params.yaml") -> dict:
+    return OPTIMIZERS.keys(params.optimizer, params.sections, source)
+
+
+def schedule_keys(params: TrainParams, source: str = "params.yaml") -> dict:
+    return SCHEDULES.keys(params.schedule, params.sections, source)
 
 
 def build_optimizer(params: TrainParams, parameters: Iterable[torch.Tensor]):
-    check(params)
-    return OPTIMIZERS[params.optimizer](params, parameters)
+    return OPTIMIZERS.entry(params.optimizer).build(parameters, lr=params.lr, **optimizer_keys(params))
 
 
-def build_schedule(params: TrainParams, optimizer, total_steps: int) -> CosineDecay | None:
-    """train.schedule: None for constant; cosine decays every group's lr to 0 over total_steps."""
-    return CosineDecay(optimizer, total_steps) if params.schedule == "cosine" else None
+def build_schedule(params: TrainParams, optimizer, steps_per_epoch: int):
+    """The schedule's stepper, stepped after every optimizer step; None for a constant rate."""
+    build = SCHEDULES.entry(params.schedule).build
+    return build(optimizer, steps_per_epoch, params.epochs, **schedule_keys(params))
 
 
 class FusedAdam:
@@ -156,19 +168,55 @@ class FusedAdam:
         }
 
 
-@register("adam")
-def adam(params: TrainParams, parameters: Iterable[torch.Tensor]) -> FusedAdam:
-    return FusedAdam(parameters, lr=params.lr, weight_decay=params.weight_decay)
+def _weight_decay(how: str):
+    return key(float, f"weight decay: {how} (0: none)", min=0.0)
 
 
-@register("adamw")
-def adamw(params: TrainParams, parameters: Iterable[torch.Tensor]) -> FusedAdam:
-    return FusedAdam(parameters, lr=params.lr, weight_decay=params.weight_decay, decoupled=True)
+@register("adam", weight_decay=_weight_decay("L2, added to the gradient"))
+def adam(parameters: Iterable[torch.Tensor], lr: float, weight_decay: float) -> FusedAdam:
+    return FusedAdam(parameters, lr=lr, weight_decay=weight_decay)
 
 
-@register("sgd")
-def sgd(params: TrainParams, parameters: Iterable[torch.Tensor]) -> torch.optim.SGD:
-    return torch.optim.SGD(parameters, lr=params.lr, momentum=params.momentum, weight_decay=params.weight_decay)
+@register("adamw", weight_decay=_weight_decay("decoupled, applied to the weights"))
+def adamw(parameters: Iterable[torch.Tensor], lr: float, weight_decay: float) -> FusedAdam:
+    return FusedAdam(parameters, lr=lr, weight_decay=weight_decay, decoupled=True)
+
+
+@register(
+    "sgd",
+    momentum=key(float, "momentum (0: plain SGD)", min=0.0, max_exclusive=1.0),
+    weight_decay=_weight_decay("L2, added to the gradient"),
+)
+def sgd(parameters: Iterable[torch.Tensor], lr: float, momentum: float, weight_decay: float) -> torch.optim.SGD:
+    return torch.optim.SGD(parameters, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+@register(
+    "adadelta",
+    rho=key(float, "decay of the running averages of squared gradients and updates", min=0.0, max=1.0),
+    weight_decay=_weight_decay("L2, added to the gradient"),
+)
+def adadelta(parameters: Iterable[torch.Tensor], lr: float, rho: float, weight_decay: float) -> torch.optim.Adadelta:
+    return torch.optim.Adadelta(parameters, lr=lr, rho=rho, weight_decay=weight_decay)
+
+
+@schedule("constant")
+def constant(optimizer, steps_per_epoch: int, epochs: int) -> None:
+    return None
+
+
+@schedule("cosine")
+def cosine(optimizer, steps_per_epoch: int, epochs: int) -> CosineDecay:
+    return CosineDecay(optimizer, total_steps=steps_per_epoch * epochs)
+
+
+@schedule(
+    "steplr",
+    step_size=key(int, "epochs between two decays", min=1),
+    gamma=key(float, "factor of each decay", min_exclusive=0.0, max=1.0),
+)
+def steplr(optimizer, steps_per_epoch: int, epochs: int, step_size: int, gamma: float) -> StepDecay:
+    return StepDecay(optimizer, steps_per_epoch, step_size, gamma)
 
 
 class CosineDecay:
@@ -190,3 +238,21 @@ class CosineDecay:
                 group["lr"] = lr + (base - 0.0) * (1 - math.cos(math.pi / T)) / 2
             else:
                 group["lr"] = (1 + math.cos(math.pi * t / T)) / (1 + math.cos(math.pi * (t - 1) / T)) * (lr - 0.0) + 0.0
+
+
+class StepDecay:
+    """Each parameter group's learning rate times `gamma` every `step_size` epochs:
+    torch.optim.lr_scheduler.StepLR(optimizer, step_size, gamma) stepped once an epoch, as
+    pytorch/examples' mnist/main.py steps it, by the same recursion (lr * gamma at each boundary),
+    so each learning rate is the same float. step() runs after every optimizer step; the rate
+    changes when an epoch's last step is done."""
+
+    def __init__(self, optimizer, steps_per_epoch: int, step_size: int, gamma: float):
+        self.optimizer, self.per_epoch, self.step_size, self.gamma = optimizer, steps_per_epoch, step_size, gamma
+        self.t = 0
+
+    def step(self) -> None:
+        self.t += 1
+        if self.t % self.per_epoch == 0 and (self.t // self.per_epoch) % self.step_size == 0:
+            for group in self.optimizer.param_groups:
+                group["lr"] = group["lr"] * self.gamma

@@ -8,9 +8,12 @@ params.yaml is read with ruamel.yaml (YAML 1.2), the parser DVC itself uses, so 
 float 0.001 here exactly as in `dvc params diff`; PyYAML (YAML 1.1) would read it as a string.
 Every key must be declared below and present in the file: no defaults live in code.
 
-Torch-free, so that stages.validate checks a changed params.yaml in a tenth of a second. The two
-choices that are registries of code, `model.arch` (mnistbench/models.py) and `train.optimizer`
-(mnistbench/optim.py), are checked there, when a model or an optimizer is built.
+Torch-free, so that stages.validate checks a changed params.yaml in a tenth of a second. The
+choices that are registries of code, `model.arch` (mnistbench/models.py), `train.optimizer` and
+`train.schedule` (mnistbench/optim.py), hold the keys of their own in a section under the entry's
+name (model.mlp.hidden, train.sgd.momentum: mnistbench/registry.py). Here those sections are kept
+as read, as ModelParams.sections and TrainParams.sections; the registries check them, where a model
+or an optimizer is built and in stages.validate where they changed.
 """
 
 from __future__ import annotations
@@ -66,17 +69,16 @@ class PrepareParams:
     split_seed: int = _spec("seed of the permutation that picks the validation images", min=0)
 
 
+def _sections(help: str):
+    """The field that collects a section's mappings named after registered entries (model.mlp: the
+    keys of mlp), kept as read: the registry that owns them checks them (mnistbench/registry.py)."""
+    return field(default_factory=dict, metadata=dict(help=help, sections=True))
+
+
 @dataclass(frozen=True)
 class ModelParams:
     arch: str = _spec("the classifier: an architecture registered in mnistbench/models.py")
-    hidden: tuple[int, ...] = _spec(
-        "widths of the fully connected hidden layers (mlp; cnn: after the convs)", min=1, min_items=1
-    )
-    activation: str = _spec("activation after each hidden layer", choices=("relu", "gelu", "tanh"))
-    dropout: float = _spec("dropout probability after each hidden layer (0: none)", min=0.0, max=0.9)
-    channels: tuple[int, ...] = _spec(
-        "cnn: output channels of each 3x3 conv + 2x2 max-pool block", min=1, min_items=1, max_items=3
-    )
+    sections: dict = _sections("model.<arch>: each architecture's own keys (mnistbench/models.py)")
 
 
 @dataclass(frozen=True)
@@ -85,12 +87,8 @@ class TrainParams:
     epochs: int = _spec("passes over the training set", min=1)
     batch_size: int = _spec("images per optimizer step", min=1)
     optimizer: str = _spec("the optimizer: one registered in mnistbench/optim.py")
-    lr: float = _spec("the optimizer's learning rate", min_exclusive=0.0)
-    weight_decay: float = _spec("weight decay: L2 for adam and sgd, decoupled for adamw (0: none)", min=0.0)
-    momentum: float = _spec("sgd's momentum (ignored by adam and adamw)", min=0.0, max_exclusive=1.0)
-    schedule: str = _spec(
-        "learning rate over the run: constant, or cosine decay to 0 per step", choices=("constant", "cosine")
-    )
+    lr: float = _spec("the optimizer's learning rate (at the start of the schedule)", min_exclusive=0.0)
+    schedule: str = _spec("the learning rate over the run: a schedule registered in mnistbench/optim.py")
     augment_shift: float = _spec("largest random shift of a training image, in pixels (0: none)", min=0.0, max=8.0)
     augment_rotate: float = _spec(
         "largest random rotation of a training image, in degrees (0: none)", min=0.0, max=45.0
@@ -99,6 +97,7 @@ class TrainParams:
     normalize_std: float = _spec("pixel standard deviation divided out before the model", min_exclusive=0.0)
     device: str = _spec("where to train: auto picks cuda when present", choices=("auto", "cpu", "cuda"))
     threads: int = _spec("torch CPU threads; the count can change the float bits of the result", min=1, max=THREADS_MAX)
+    sections: dict = _sections("train.<optimizer>, train.<schedule>: their own keys (mnistbench/optim.py)")
 
 
 @dataclass(frozen=True)
@@ -202,12 +201,18 @@ def check_val_size(val_size: int, train_size: int) -> None:
 def _build(cls, tree, prefix: str, path: str):
     where = prefix.rstrip(".") or "the top level"
     if not isinstance(tree, dict):
-        raise ParamsError(f"{path}: {where} must be a mapping of keys, got {_show(tree)}")
+        raise ParamsError(f"{path}: {where} must be a mapping of keys, got {show(tree)}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("sections")}
+    collect = next((f.name for f in dataclasses.fields(cls) if f.metadata.get("sections")), None)
     unknown = sorted(set(tree) - set(fields), key=str)
+    if collect:  # a mapping is a registered entry's section: its registry checks it
+        unknown = [name for name in unknown if not (isinstance(name, str) and isinstance(tree[name], dict))]
     if unknown:
-        raise ParamsError(f"{path}: unknown key {prefix}{unknown[0]}; allowed in {where}: {', '.join(fields)}")
+        sections = ", and a section per registered entry (a mapping)" if collect else ""
+        raise ParamsError(
+            f"{path}: unknown key {prefix}{unknown[0]}; allowed in {where}: {', '.join(fields)}{sections}"
+        )
     missing = [name for name in fields if name not in tree]
     if missing:
         raise ParamsError(
@@ -219,23 +224,27 @@ def _build(cls, tree, prefix: str, path: str):
         if dataclasses.is_dataclass(hints[name]):
             values[name] = _build(hints[name], tree[name], prefix=key + ".", path=path)
         else:
-            values[name] = _check(key, tree[name], hints[name], f.metadata, path)
+            values[name] = check_value(key, tree[name], hints[name], f.metadata, path)
+    if collect:
+        values[collect] = {name: copy.deepcopy(value) for name, value in tree.items() if name not in fields}
     return cls(**values)
 
 
-def _check(key: str, value, hint, rules, path: str):
+def check_value(key: str, value, hint, rules, path: str):
+    """One value against its type hint and rules (params.py's and registry.py's): typed, or ParamsError."""
+
     def fail(expected: str):
-        return ParamsError(f"{path}: {key} = {_show(value)}: {expected}")
+        return ParamsError(f"{path}: {key} = {show(value)}: {expected}")
 
     if typing.get_origin(hint) is tuple:  # tuple[int, ...]: a YAML list of ints
-        if not isinstance(value, list):
+        if not isinstance(value, (list, tuple)):
             raise fail("must be a list of integers, e.g. [128, 64]")
         if len(value) < (rules["min_items"] or 0):
             raise fail(f"must have at least {rules['min_items']} item(s)")
         if rules["max_items"] is not None and len(value) > rules["max_items"]:
             raise fail(f"must have at most {rules['max_items']} items")
         item_rules = dict(rules, min_items=None, max_items=None)
-        return tuple(_check(f"{key}[{i}]", item, int, item_rules, path) for i, item in enumerate(value))
+        return tuple(check_value(f"{key}[{i}]", item, int, item_rules, path) for i, item in enumerate(value))
     # bool is a subclass of int in Python; `shuffle: 1` or `epochs: true` must not pass as each other.
     if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
         raise fail("must be an integer")
@@ -245,6 +254,8 @@ def _check(key: str, value, hint, rules, path: str):
         value = float(value)
         if value != value or value in (float("inf"), float("-inf")):
             raise fail("must be a finite number")
+    if hint is bool and not isinstance(value, bool):
+        raise fail("must be true or false")
     if hint is str and not isinstance(value, str):
         raise fail("must be a string")
     if rules["choices"] is not None and value not in rules["choices"]:
@@ -262,13 +273,21 @@ def _check(key: str, value, hint, rules, path: str):
     return value
 
 
-def _show(value) -> str:
+def show(value) -> str:
     return repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
 
 
 def as_dict(params) -> dict:
-    """Plain dict (lists, not tuples) of a params section, for checkpoints and logs."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(params).items()}
+    """Plain dict (lists, not tuples) of a params section as params.yaml holds it (the registered
+    entries' sections beside the other keys), for logs and comparisons with dvc.lock."""
+    plain = {}
+    for f in dataclasses.fields(params):
+        value = getattr(params, f.name)
+        if f.metadata.get("sections"):
+            plain.update(copy.deepcopy(value))
+        else:
+            plain[f.name] = list(value) if isinstance(value, tuple) else value
+    return plain
 
 
 __all__ = [
@@ -279,6 +298,8 @@ __all__ = [
     "from_dict",
     "section",
     "as_dict",
+    "check_value",
+    "show",
     "PrepareParams",
     "ModelParams",
     "TrainParams",

@@ -8,7 +8,9 @@ datasets, each cell's seeds, epochs and training.
 Every section is checked by params.py's own rules (a model section as params.yaml's `model:`, the
 training as its `train:`), plus what only the protocol can get wrong: a listed model or dataset
 with no entry, a cell of fewer than 2 seeds (no spread, so no interval and no test). Torch-free, so
-the benchmark's validate stage is as light as the main one's.
+the benchmark's validate stage is as light as the main one's; the registries check the keys of
+each cell's model, optimizer and schedule there (stages/benchmark_validate.py), and a cell's model
+section holds its own architecture's keys only.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from mnistbench.params import (
 DATASETS_FILE = Path(__file__).with_name("datasets.json")
 SEEDS_MAX = 1000
 TRAIN_KEYS = [
-    f.name for f in dataclasses.fields(TrainParams) if f.name not in ("epochs", "normalize_mean", "normalize_std")
+    f.name
+    for f in dataclasses.fields(TrainParams)
+    if f.name not in ("epochs", "normalize_mean", "normalize_std") and not f.metadata.get("sections")
 ]
 
 
@@ -146,8 +150,9 @@ def load_protocol(path: str | Path = "benchmark/params.yaml") -> Protocol:
             section(ModelParams, entry["section"], f"model.{name}.section", source),
         )
     train = _mapping(tree, "train", source)
-    if sorted(train) != sorted(TRAIN_KEYS):
-        missing, extra = sorted(set(TRAIN_KEYS) - set(train)), sorted(set(train) - set(TRAIN_KEYS))
+    plain = [k for k, v in train.items() if not isinstance(v, dict)]  # the others: optimizers' and schedules' sections
+    if sorted(plain) != sorted(TRAIN_KEYS):
+        missing, extra = sorted(set(TRAIN_KEYS) - set(plain)), sorted(set(plain) - set(TRAIN_KEYS))
         raise ParamsError(
             f"{source}: train: "
             + (

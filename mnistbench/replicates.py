@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 import torch
 
-from mnistbench import batched
+from mnistbench import batched, estimators
 from mnistbench.entry import die_with
 from mnistbench.models import predict_logits
 from mnistbench.params import ModelParams, TrainParams
@@ -47,6 +47,13 @@ def seed_block(train: TrainParams, n: int) -> list[int]:
     """The replicates' seeds: train.seed, train.seed + 1, ..., train.seed + n - 1 (params.py
     refuses a block past the largest seed)."""
     return list(range(train.seed, train.seed + n))
+
+
+def seeds_to_train(model: ModelParams, seeds: list[int]) -> list[int]:
+    """The seeds worth training: all of them, or the first alone for a deterministic estimator
+    (k-NN, lbfgs logistic regression), which every seed would give to the bit."""
+    deterministic = estimators.is_estimator(model.arch) and not estimators.is_randomized(model.arch)
+    return seeds[:1] if deterministic else seeds
 
 
 class Replicate(NamedTuple):
@@ -167,7 +174,7 @@ def fit_replicates(
         results[seed] = Replicate(scores, state_dict, logits.argmax(1).to(torch.uint8))
         log(f"seed {seed}: test accuracy {scores['accuracy']:.4f} ({len(results)}/{len(seeds)} seeds done)")
 
-    if device.type == "cuda":
+    if device.type == "cuda" and not estimators.is_estimator(model_params.arch):
         reason = batched.unstackable(model_params)
         if reason is None:
             state_dicts, logits = batched.fit_batched(model_params, params, seeds, data, device)
@@ -185,12 +192,14 @@ def fit_replicates(
 
 
 def summarize(values: list[float]) -> dict:
-    """n, mean, sample sd, min, max and the 95% confidence interval of the mean (Student's t)."""
+    """n, mean, sample sd, min, max and the 95% confidence interval of the mean (Student's t). One
+    value is a deterministic method's one draw, which every seed would give: sd 0, the interval
+    that value."""
     from scipy import stats  # 0.3 s to import: only where a summary is made
 
     n = len(values)
-    mean, sd = statistics.fmean(values), statistics.stdev(values)
-    half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+    mean, sd = statistics.fmean(values), statistics.stdev(values) if n > 1 else 0.0
+    half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n) if n > 1 else 0.0
     return {
         k: round(v, DECIMALS) if isinstance(v, float) else v
         for k, v in {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+from importlib import metadata
 
 import torch
 
@@ -50,6 +51,8 @@ def run_info(device: torch.device) -> dict:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # ATen's kernels: AVX2 unless the CPU lacks it
         "mkl_cbwr": os.environ.get("MKL_CBWR"),
         "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),  # numpy's BLAS: the estimators' kernels
+        "scikit_learn": metadata.version("scikit-learn"),  # the estimators' code
         "linear": portable.describe(),
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
     }

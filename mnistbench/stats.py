@@ -78,7 +78,8 @@ def total_interval(correct: np.ndarray) -> Interval:
     correct = np.asarray(correct, dtype=float)
     per_seed = correct.mean(1)
     n, images = correct.shape
-    half = t_half_width([(per_seed.var(ddof=1) / n, n - 1), (image_variance(correct) / images, images - 1)])
+    seeds = [(per_seed.var(ddof=1) / n, n - 1)] if n > 1 else []  # one row: a deterministic method's one draw
+    half = t_half_width([*seeds, (image_variance(correct) / images, images - 1)])
     return Interval(float(per_seed.mean() - half), float(per_seed.mean() + half))
 
 

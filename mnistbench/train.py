@@ -14,9 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mnistbench import estimators
 from mnistbench.data import IMAGE_SIZE
 from mnistbench.models import build_model
-from mnistbench.optim import CosineDecay, build_optimizer, build_schedule
+from mnistbench.optim import build_optimizer, build_schedule
 from mnistbench.params import ModelParams, TrainParams
 
 EVAL_BATCH_SIZE = 4096  # images per no-grad forward pass when scoring: memory only, same results
@@ -56,7 +57,7 @@ def train_epoch(
     y: torch.Tensor,
     batch_size: int,
     generator: torch.Generator,
-    scheduler: CosineDecay | None = None,
+    scheduler=None,
     augment: Augment | None = None,
 ) -> tuple[float, float]:
     """One pass in a fresh seeded order; returns (mean loss, accuracy) over the pass. The
@@ -102,7 +103,7 @@ class Run:
 
     model: nn.Module
     optimizer: torch.optim.Optimizer  # or mnistbench.optim.FusedAdam: the same interface
-    scheduler: CosineDecay | None  # None: constant learning rate
+    scheduler: object | None  # train.schedule's stepper (mnistbench/optim.py); None: constant learning rate
     generator: torch.Generator  # the per-epoch shuffle
     augment: Augment | None  # None: no augmentation
 
@@ -114,7 +115,7 @@ def setup(model_params: ModelParams, params: TrainParams, device: torch.device, 
     torch.manual_seed(params.seed)
     model = build_model(model_params).to(device)
     optimizer = build_optimizer(params, model.parameters())
-    scheduler = build_schedule(params, optimizer, total_steps=params.epochs * -(-train_size // params.batch_size))
+    scheduler = build_schedule(params, optimizer, steps_per_epoch=-(-train_size // params.batch_size))
     generator = torch.Generator().manual_seed(params.seed)  # CPU: same order on every device
     return Run(model, optimizer, scheduler, generator, augmentation(params, params.seed))
 
@@ -140,6 +141,8 @@ def fit(
     one history row per epoch (losses and accuracies: reproducible to the bit) and the seconds
     each epoch's training pass took (a measurement: never the same twice). on_epoch, if given,
     gets each history row as soon as its epoch ends (the train stage logs it with DVCLive)."""
+    if estimators.is_estimator(model_params.arch):  # a scikit-learn estimator: one fit, no epochs
+        return fit_estimator(model_params, params.seed, train, val, log, on_epoch)
     run = setup(model_params, params, device, train_size=len(train[1]))
     model = run.model
     history, epoch_seconds = [], []
@@ -167,3 +170,30 @@ def fit(
             f"val loss {val_loss:.4f} acc {val_accuracy:.4f}  {seconds:.2f} s"
         )
     return model, history, epoch_seconds
+
+
+ESTIMATOR_TRAIN_SCORED = 5_000  # training images an estimator's train loss and accuracy are measured on
+
+
+def fit_estimator(model_params: ModelParams, seed: int, train, val, log: Callable[[str], None], on_epoch=None):
+    """Fit the estimator on the training split; one history row and the seconds the fit took, as
+    fit returns for a torch model. Its train loss and accuracy are measured on the first 5,000
+    training images (as many as the validation split): on all 55,000, k-NN's predictions alone
+    would cost more than its fit and the validation together."""
+    model = build_model(model_params)
+    started = time.perf_counter()
+    model.fit(*train, seed=seed)
+    seconds = time.perf_counter() - started
+    x, y = (t[:ESTIMATOR_TRAIN_SCORED] for t in train)
+    train_loss, train_accuracy = loss_and_accuracy(model, x, y, batch_size=EVAL_BATCH_SIZE)
+    val_loss, val_accuracy = loss_and_accuracy(model, *val, batch_size=EVAL_BATCH_SIZE)
+    row = dict(
+        epoch=1, train_loss=train_loss, train_accuracy=train_accuracy, val_loss=val_loss, val_accuracy=val_accuracy
+    )
+    if on_epoch is not None:
+        on_epoch(row)
+    log(
+        f"{model_params.arch}: fit in {seconds:.2f} s  train loss {train_loss:.4f} acc {train_accuracy:.4f}  "
+        f"val loss {val_loss:.4f} acc {val_accuracy:.4f}"
+    )
+    return model, [row], [seconds]

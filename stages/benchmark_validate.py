@@ -5,8 +5,9 @@
 As the main pipeline's validate stage does for params.yaml (stages/validate.py): every other stage
 of the benchmark depends on this one's output, whose bytes never change, so a bad protocol stops
 `dvc repro` here, in one line naming the key, before DVC deletes any cell's outputs. It checks
-params.py's rules on every section, a cell of fewer than 2 seeds, an architecture that is not
-registered or too large for this machine's memory, and a DATA_MIRROR of folders that lack a listed
+params.py's rules on every section, a cell of fewer than 2 seeds, an architecture, optimizer or
+schedule that is not registered or a key of theirs that breaks its rule, a model too large for
+this machine's memory, and a DATA_MIRROR of folders that lack a listed
 dataset's files.
 """
 
@@ -38,11 +39,20 @@ def main() -> None:
                 f"{args.params}: datasets lists {dataset!r} but no folder in DATA_MIRROR={mirror} "
                 f"holds {dataset}/{missing}; add a folder that does, or take {dataset} off the list"
             )
-    from mnistbench import models  # torch: the architectures are a registry of code
+    from mnistbench import models, optim  # torch: the architectures and optimizers are registries of code
 
     for name, cell in protocol.cells.items():
-        models.architecture(cell.model, source=f"{args.params}: model.{name}.section")
+        source = f"{args.params}: model.{name}.section"
+        models.MODELS.entry(cell.model.arch, source)
+        others = sorted(set(cell.model.sections) - {cell.model.arch})
+        if others:  # the cell's label and its dvc.lock params are its own model's keys only
+            raise ParamsError(
+                f"{args.params}: model.{name}.section.{others[0]}: a cell's section holds the keys of its own "
+                f"arch only (model.{name}.section.{cell.model.arch})"
+            )
+        models.MODELS.check_all(cell.model.arch, cell.model.sections, source)
         models.check_memory(cell.model)
+    optim.check(protocol.cell(protocol.models[0], protocol.datasets[0])[1], str(args.params))
     write_valid(args.out)
 
 

@@ -23,7 +23,7 @@ from mnistbench.data import load_normalized
 from mnistbench.entry import run_stage
 from mnistbench.files import write_json, write_text
 from mnistbench.params import load_params
-from mnistbench.replicates import fit_replicates, seed_block, summarize
+from mnistbench.replicates import fit_replicates, seed_block, seeds_to_train, summarize
 from mnistbench.runtime import configure_torch, run_info
 
 SCORES = ("accuracy", "macro_f1", "loss")
@@ -40,7 +40,9 @@ def main() -> None:
     params = load_params()
     mean, std = params.train.normalize_mean, params.train.normalize_std
     device = configure_torch(params.train.threads, params.train.device)
-    seeds = seed_block(params.train, params.replicates.n)
+    seeds = seeds_to_train(params.model, seed_block(params.train, params.replicates.n))
+    if len(seeds) < params.replicates.n:
+        print(f"replicates: {params.model.arch} is deterministic: every seed gives the same model, so it trains once")
 
     data = tuple(load_normalized(args.data / f"{split}.pt", mean, std, device) for split in ("train", "val", "test"))
     started = time.perf_counter()
@@ -53,7 +55,8 @@ def main() -> None:
     correct = torch.stack([r.predicted.to(labels.dtype) == labels for r in results]).numpy()  # (seeds, images)
     total = stats.total_interval(correct)  # also the test set's sampling: what a claim about new images needs
     summary["accuracy"] |= {"total95_low": round(total.low, 6), "total95_high": round(total.high, 6)}
-    write_json(args.summary, summary | {"seeds": {"first": seeds[0], "last": seeds[-1]}})
+    deterministic = {"deterministic": True} if len(seeds) < params.replicates.n else {}
+    write_json(args.summary, summary | {"seeds": {"first": seeds[0], "last": seeds[-1]}} | deterministic)
     write_text(
         args.per_seed,
         "seed,"

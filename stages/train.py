@@ -17,7 +17,7 @@ from mnistbench.data import load_normalized
 from mnistbench.entry import run_stage
 from mnistbench.files import write_json
 from mnistbench.live import epoch_logger
-from mnistbench.models import save_checkpoint
+from mnistbench.models import learned_numbers, save_checkpoint
 from mnistbench.params import load_params
 from mnistbench.runtime import configure_torch, run_info
 from mnistbench.train import fit
@@ -52,7 +52,7 @@ def main() -> None:
                 split: {"loss": round(last[f"{split}_loss"], 6), "accuracy": round(last[f"{split}_accuracy"], 6)}
                 for split in ("train", "val")
             },
-            "parameters": sum(p.numel() for p in model.parameters()),
+            "parameters": learned_numbers(model),
         },
     )
     write_json(

@@ -9,13 +9,15 @@ before any other stage's outputs are touched. Its output (persist: true in dvc.y
 deletes it) holds the same bytes whatever the valid params are: it never makes another stage rerun.
 
 Besides params.yaml's own rules (mnistbench/params.py) it refuses what only code or this machine
-can tell: a `model.arch` or `train.optimizer` that is not registered, a model whose parameters
-alone pass this machine's memory, `train.device: cuda` without a GPU, and a DATA_MIRROR of
-folders that lack the dataset's files. The first three need torch, whose import costs more than
-the rest of this stage, so they are checked only where the train stage will run them anew: where
-the model section (or mnistbench/models.py), train.optimizer (or mnistbench/optim.py) or
-train.device differ from what dvc.lock recorded for the train stage; the last only where
-prepare's params differ from dvc.lock's (else prepare keeps its outputs).
+can tell: a `model.arch`, `train.optimizer` or `train.schedule` that is not registered, a key of
+their sections that its entry does not read or whose value breaks the entry's rule (the keys each
+declares: mnistbench/registry.py), a model whose parameters alone pass this machine's memory,
+`train.device: cuda` without a GPU, and a DATA_MIRROR of folders that lack the dataset's files.
+The registries live beside their code, which imports torch, whose import costs more than the rest
+of this stage, so they are checked only where the train stage will run them anew: where the model
+section (or mnistbench/models.py), the optimizer's and schedule's choices and sections (or
+mnistbench/optim.py) or train.device differ from what dvc.lock recorded for the train stage; the
+mirror only where prepare's params differ from dvc.lock's (else prepare keeps its outputs).
 """
 
 import argparse
@@ -92,18 +94,24 @@ def check_mirror(params: Params, names: list[str], value: str | None) -> None:
 
 
 def check_code(params: Params) -> None:
-    """The checks that need torch: the device always (only `cuda` imports torch), the model and the
-    optimizer where the train stage will meet them anew."""
+    """The checks that need torch: the device always (only `cuda` imports torch), the model's and
+    the optimizer's and schedule's registries where the train stage will meet them anew."""
     if params.train.device == "cuda":
         from mnistbench.runtime import check_device
 
         check_device(params.train.device)
-    if differs("train", "model", as_dict(params.model), code=("mnistbench/models.py",)):
+    registry = "mnistbench/registry.py"
+    if differs(
+        "train", "model", as_dict(params.model), code=("mnistbench/models.py", "mnistbench/estimators.py", registry)
+    ):
         from mnistbench import models
 
-        models.architecture(params.model)
+        models.MODELS.check_all(params.model.arch, params.model.sections, others="arch")
         models.check_memory(params.model)
-    if differs("train", "train", {"optimizer": params.train.optimizer}, code=("mnistbench/optim.py",)):
+        if models.estimators.is_estimator(params.model.arch):  # scikit-learn's own check of its parameters
+            models.estimators.check(params.model)
+    chosen = {"optimizer": params.train.optimizer, "schedule": params.train.schedule, **params.train.sections}
+    if differs("train", "train", chosen, code=("mnistbench/optim.py", registry)):
         from mnistbench import optim
 
         optim.check(params.train)

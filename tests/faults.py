@@ -126,8 +126,8 @@ LONG = {  # params edits that keep each stage running until the fault, rerunning
         ("replicates__n", 4),
         ("train__epochs", 100_000),
         ("model__arch", "cnn"),
-        ("model__channels", [4]),
-        ("model__hidden", [8]),
+        ("model__cnn__channels", [4]),
+        ("model__cnn__hidden", [8]),
     ),
 }
 CASES = [

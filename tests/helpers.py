@@ -31,15 +31,24 @@ from mnistbench.params import ModelParams, TrainParams, load_params
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def model_params(**overrides) -> ModelParams:
-    """params.yaml's model section (the seed's MLP), with `overrides`."""
-    return dataclasses.replace(load_params(ROOT / "params.yaml").model, **overrides)
+def model_params(arch: str | None = None, **keys) -> ModelParams:
+    """params.yaml's model section (the seed's MLP), or `arch` with its section of params.yaml
+    (none where it has none), its keys replaced by `keys`: only the chosen arch's section is kept."""
+    model = load_params(ROOT / "params.yaml").model
+    arch = arch or model.arch
+    return ModelParams(arch, {arch: {**model.sections.get(arch, {}), **keys}})
 
 
 def train_params(**overrides) -> TrainParams:
     """params.yaml's train section, on the CPU, with `overrides`: a new key in params.yaml needs no
-    change to any test."""
-    return dataclasses.replace(load_params(ROOT / "params.yaml").train, device="cpu", **overrides)
+    change to any test. `<entry>__<key>=value` sets a key of an optimizer's or schedule's section
+    (sgd__momentum=0.9)."""
+    train = load_params(ROOT / "params.yaml").train
+    sections = {name: dict(keys) for name, keys in train.sections.items()}
+    for name in [n for n in overrides if "__" in n]:
+        entry, _, key = name.partition("__")
+        sections.setdefault(entry, {})[key] = overrides.pop(name)
+    return dataclasses.replace(train, device="cpu", sections=sections, **overrides)
 
 
 NAMES = (
@@ -101,9 +110,12 @@ def sh(repo: Path, env: dict, *args: str, check: bool = True) -> subprocess.Comp
 def set_params(path: Path, **values) -> None:
     yaml = YAML()  # round-trip: keeps comments and layout, as a user's edit would
     tree = yaml.load(path.read_text())
-    for key, value in values.items():
-        section, name = key.split("__")
-        tree[section][name] = value
+    for key, value in values.items():  # train__lr, or model__mlp__hidden for an entry's own key
+        *parents, name = key.split("__")
+        node = tree
+        for part in parents:
+            node = node[part]
+        node[name] = value
     with open(path, "w") as f:
         yaml.dump(tree, f)
 

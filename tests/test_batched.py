@@ -92,29 +92,29 @@ def test_a_model_that_is_not_a_chain_of_dense_layers_gets_its_reason(monkeypatch
     """What a user's architecture may hold: the replicates then train its seeds one by one, saying why."""
 
     class Model(nn.Module):
-        def __init__(self, params):
+        def __init__(self):
             super().__init__()
             self.layers = nn.Sequential(*layers())
 
         def forward(self, x):
             return self.layers(x)
 
-    monkeypatch.setitem(models.ARCHITECTURES, "custom", Model)
-    monkeypatch.setitem(models.USES, "custom", ())
+    monkeypatch.setattr(models.MODELS, "entries", dict(models.MODELS.entries))  # undone after
+    models.register("custom")(Model)
     assert batched.unstackable(model_params(arch="custom")) == f"custom {reason}"
 
 
 def test_a_forward_that_is_not_its_layers_chain_is_caught_on_a_probe_batch(monkeypatch):
     class Residual(nn.Module):  # the same leaves as an MLP, another forward
-        def __init__(self, params):
+        def __init__(self):
             super().__init__()
             self.a, self.b = nn.Linear(784, 784), nn.Linear(784, 10)
 
         def forward(self, x):
             return self.b(x + torch.relu(self.a(x)))
 
-    monkeypatch.setitem(models.ARCHITECTURES, "residual", Residual)
-    monkeypatch.setitem(models.USES, "residual", ())
+    monkeypatch.setattr(models.MODELS, "entries", dict(models.MODELS.entries))  # undone after
+    models.register("residual")(Residual)
     assert batched.unstackable(model_params(arch="residual")) == "residual's forward is not the chain of its layers"
 
 

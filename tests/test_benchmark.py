@@ -25,7 +25,11 @@ TINY = {  # the protocol on 250 training images: a few seeds, one or two epochs
     "model": {
         "linear": {"n": 3, "epochs": 2},
         "mlp": {"n": 3, "epochs": 2},
-        "cnn": {"n": 2, "epochs": 1, "section": {"channels": [4], "hidden": [8]}},
+        "cnn": {
+            "n": 2,
+            "epochs": 1,
+            "section": {"cnn": {"channels": [4], "hidden": [8], "activation": "relu", "dropout": 0.0}},
+        },
     },
     "prepare": {"val_size": 50},
 }
@@ -136,7 +140,12 @@ def test_the_main_pipelines_repro_and_experiments_leave_the_benchmark_alone(benc
             "seeds for a spread)",
         ),
         ({"datasets": ["mnist", "cifar"]}, "benchmark/params.yaml: datasets names 'cifar', which is none of"),
-        ({"model.cnn.section.arch": "resnet"}, "model.arch = 'resnet': must be one of mlp, linear, cnn"),
+        ({"model.cnn.section.arch": "resnet"}, "model.cnn.section: model.arch = 'resnet': must be one of "),
+        ({"model.cnn.section.cnn.channels": [0]}, "model.cnn.section: model.cnn.channels[0] = 0: must be >= 1"),
+        (
+            {"model.mlp.section.cnn": {"channels": [4]}},
+            "model.mlp.section.cnn: a cell's section holds the keys of its own arch only",
+        ),
         ({"control.seed": 1}, "control.seed = 1: its block of 3 seeds overlaps the cell's (0..2)"),
         ("no kmnist mirror", "datasets lists 'kmnist' but no folder in DATA_MIRROR="),
     ],

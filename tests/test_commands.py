@@ -81,7 +81,7 @@ def test_a_model_too_large_for_memory_ends_the_train_stage_in_one_line(tmp_path)
     in one line, not torch's allocator traceback, and writes no model."""
     tiny_prepared(tmp_path / "prepared")
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
-    set_params(tmp_path / "params.yaml", train__device="cpu", model__hidden=[100_000_000_000])
+    set_params(tmp_path / "params.yaml", train__device="cpu", model__mlp__hidden=[100_000_000_000])
     result = subprocess.run(
         [
             sys.executable,
@@ -108,7 +108,7 @@ def test_a_model_too_large_for_memory_ends_the_train_stage_in_one_line(tmp_path)
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "train: error: out of memory (313,600.0 GB asked); a smaller model (model.hidden, model.channels) or batch "
+        "train: error: out of memory (313,600.0 GB asked); a smaller model (the widths in model.<arch>) or batch "
         "(train.batch_size, evaluate.batch_size) needs less"
     ], result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml", "prepared"]

@@ -107,3 +107,19 @@ def test_every_command_in_readme_and_docs_names_a_real_entry_point_and_subcomman
         pytest.skip("the lab is deleted: its commands went with it")
     result = subprocess.run(entry_point(command), cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, f"{ENTRY_POINTS[tool]}: {result.stderr[-500:]}"
+
+
+def test_the_pipeline_page_lists_every_registered_architecture_optimizer_and_schedule_with_its_keys():
+    """docs/pipeline.md's tables of the registries: a registration, or a key, added without its row fails."""
+    from mnistbench import models, optim
+
+    rows = {
+        line.split(" | ")[0].strip("| `"): line
+        for line in (ROOT / "docs/pipeline.md").read_text().splitlines()
+        if line.startswith("| `")
+    }
+    for registry in (models.MODELS, optim.OPTIMIZERS, optim.SCHEDULES):
+        for name, entry in registry.entries.items():
+            assert name in rows, f"docs/pipeline.md has no row for {registry.section}.{registry.choice} = {name}"
+            for key in entry.keys:
+                assert f"`{key}`" in rows[name], f"docs/pipeline.md: {name}'s row does not name its key {key}"

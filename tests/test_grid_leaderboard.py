@@ -101,10 +101,13 @@ def test_leaderboard_ranks_runs_and_experiments_by_their_replicates_mnist_first(
     assert [r["name"] for r in found] == ["main", "lucky", "cnn-run", "fashion"]  # the workspace is not a run
     table = leaderboard.markdown([leaderboard.row(r) for r in found]).splitlines()
     assert table[0].startswith("| experiment | dataset | model |")
-    assert table[2].startswith("| cnn-run (bbbbbbb) | mnist | cnn 32-64 128-64 relu |")
+    assert table[2].startswith(
+        "| cnn-run (bbbbbbb) | mnist | cnn channels=32-64 hidden=128-64 activation=relu dropout=0.0 |"
+    )
     assert table[2].endswith("| 0.9931 ± 0.0008 (3) | **best** | 0.9940 | 0.9930 | 109,386 |")
     assert table[3].startswith(
-        "| main (aaaaaaa) | mnist | mlp 128-64 relu | 11 ep, batch 64, adam lr 0.001 | 0.9766 ± 0.0023 (10) |"
+        "| main (aaaaaaa) | mnist | mlp hidden=128-64 activation=relu dropout=0.0 | 11 ep, batch 64, adam lr 0.001 "
+        "| 0.9766 ± 0.0023 (10) |"
     )
     assert table[4].startswith("| lucky (eeeeeee) |")
     assert "| 0.9766 ± 0.0023 (10) | below (Holm p = " in table[3] and "| below (Holm p = " in table[4]
@@ -136,13 +139,20 @@ def test_a_run_from_before_the_replicates_stage_shows_dashes():
     assert row["single model"] == "0.9700" and row["test accuracy, mean ± sd (n seeds)"] == "-"
 
 
-def test_an_architecture_no_longer_registered_is_shown_by_its_name_alone():
-    """It labelled every unknown arch "mlp 128-64"; the model.* keys shown are those the arch reads."""
+def test_a_model_is_shown_by_its_arch_and_its_own_keys_named():
+    """Values without names ("resmlp 256 3") told nothing; another arch's section is not shown."""
+    model = {"arch": "cnn", "mlp": {"hidden": [128]}, "cnn": {"channels": [16, 32], "hidden": [64], "dropout": 0.2}}
+    assert leaderboard.describe_model(model) == "cnn channels=16-32 hidden=64 dropout=0.2"
+    assert leaderboard.describe_model({"arch": "linear", "mlp": {"hidden": [128]}}) == "linear"
+
+
+def test_a_run_from_before_each_arch_had_its_section_shows_the_keys_its_arch_reads():
+    """The flat layout of old: every arch's keys in one section. An arch no longer registered shows its name alone."""
     assert leaderboard.describe_model({"arch": "lenet", "hidden": [128, 64], "channels": [32, 64]}) == "lenet"
     assert leaderboard.describe_model({"arch": "linear", "hidden": [128, 64]}) == "linear"
     assert (
         leaderboard.describe_model({"arch": "mlp", "hidden": [32], "activation": "gelu", "dropout": 0.2})
-        == "mlp 32 gelu dropout 0.2"
+        == "mlp hidden=32 activation=gelu dropout=0.2"
     )
 
 

@@ -10,6 +10,7 @@ from mnistbench.files import FileFormatError
 from mnistbench.models import build_model, load_checkpoint, parameter_count, save_checkpoint
 from mnistbench.params import ParamsError
 from mnistbench.portable import PortableLinear
+from mnistbench.registry import key
 from mnistbench.train import fit, loss_and_accuracy, setup, train_epoch
 from tests.helpers import model_params, synthetic_digits
 from tests.helpers import train_params as repo_train_params
@@ -85,7 +86,7 @@ def test_build_model_puts_every_plain_linear_layer_on_the_portable_kernels_and_k
     """The architectures are written with nn.Linear; build_model converts them (portable.convert)
     without drawing a weight again: the same parameters as the unconverted model from the same seed."""
     torch.manual_seed(3)
-    plain = models.MLP(model_params())
+    plain = models.MLP(**models.model_keys(model_params()))
     after_plain = torch.rand(1)
     torch.manual_seed(3)
     built = build_model(model_params())
@@ -98,37 +99,113 @@ def test_build_model_puts_every_plain_linear_layer_on_the_portable_kernels_and_k
 
 
 def test_an_unknown_architecture_lists_the_registered_ones():
-    with pytest.raises(ParamsError, match=r"^params\.yaml: model\.arch = 'resnet': must be one of mlp, linear, cnn"):
+    with pytest.raises(
+        ParamsError, match=rf"^params\.yaml: model\.arch = 'resnet': must be one of {models.MODELS.names()} \("
+    ):
         build_model(model_params(arch="resnet"))
 
 
-def test_a_registered_architecture_is_built_counted_and_checkpointed_with_no_edit_elsewhere(tmp_path, monkeypatch):
-    @models.register("tiny", uses=("hidden",))
+@pytest.fixture
+def registry(monkeypatch):
+    """models.MODELS with whatever a test registers undone after it."""
+    monkeypatch.setattr(models.MODELS, "entries", dict(models.MODELS.entries))
+    return models.MODELS
+
+
+def test_a_registered_architecture_is_built_counted_and_checkpointed_with_no_edit_elsewhere(tmp_path, registry):
+    @models.register("tiny", kernel=key(int, "the conv's kernel size", min=1, max=28))
     class Tiny(nn.Module):
-        def __init__(self, params):
+        def __init__(self, kernel: int):
             super().__init__()
-            self.conv = nn.Conv2d(1, 2, 5)
-            self.head = nn.Linear(2 * 24 * 24, 10)
+            self.conv = nn.Conv2d(1, 2, kernel)
+            self.head = nn.Linear(2 * (29 - kernel) ** 2, 10)
 
         def forward(self, x):
             return self.head(torch.relu(self.conv(x.view(-1, 1, 28, 28))).flatten(1))
 
-    monkeypatch.setitem(models.ARCHITECTURES, "tiny", Tiny)  # undone after the test
-    params = model_params(arch="tiny")
+    params = model_params(arch="tiny", kernel=5)
     torch.manual_seed(0)
     model = build_model(params)
     assert type(model.head) is PortableLinear and parameter_count(params) == 2 * 25 + 2 + 1152 * 10 + 10
     save_checkpoint(tmp_path / "tiny.pt", model, params, mean=0.1, std=0.2)
+    assert torch.load(tmp_path / "tiny.pt", weights_only=True)["model"] == {"arch": "tiny", "keys": {"kernel": 5}}
     loaded, _ = load_checkpoint(tmp_path / "tiny.pt")
     x = torch.randn(3, 784)
     assert torch.equal(loaded(x), model.eval()(x))
-    monkeypatch.delitem(models.ARCHITECTURES, "tiny")
+    with pytest.raises(ParamsError, match=r"model\.tiny\.kernel = 0: must be >= 1"):
+        build_model(model_params(arch="tiny", kernel=0))
+    with pytest.raises(ParamsError, match=r"missing key model\.tiny\.kernel: the conv's kernel size"):
+        build_model(model_params(arch="tiny"))
+    del registry.entries["tiny"]
     with pytest.raises(
         FileFormatError,
-        match=r"a checkpoint of model\.arch = 'tiny', which is not registered in "
-        r"mnistbench/models\.py \(registered: mlp, linear, cnn\)",
+        match=rf"a checkpoint of model\.arch = 'tiny', which is not registered in "
+        rf"mnistbench/models\.py \(registered: {registry.names()}\)",
     ):
         load_checkpoint(tmp_path / "tiny.pt")
+
+
+def grow(registry, arch: str, **keys) -> None:
+    """The schema of `arch` grows by `keys`, its code unchanged otherwise (what a new key does)."""
+    entry = registry.entries[arch]
+    build = entry.build
+    registry.register(arch, **entry.keys, **keys)(lambda **k: build(**{n: k[n] for n in entry.keys}))
+
+
+def test_a_checkpoint_stays_loadable_when_another_architecture_grows_a_key(tmp_path, registry):
+    torch.manual_seed(0)
+    model = mlp((16,))
+    save_checkpoint(tmp_path / "m.pt", model, model_params(hidden=(16,)), mean=0.1, std=0.2)
+    grow(registry, "cnn", norm=key(str, "normalization after each conv", choices=("none", "batch")))
+    loaded, _ = load_checkpoint(tmp_path / "m.pt")
+    x = torch.randn(3, 784)
+    assert torch.equal(loaded(x), model.eval()(x))
+
+
+def test_a_checkpoint_made_before_its_architecture_read_a_key_is_refused_naming_it_or_loads_with_its_old_value(
+    tmp_path, registry, capsys
+):
+    torch.manual_seed(0)
+    model = mlp((16,))
+    save_checkpoint(tmp_path / "m.pt", model, model_params(hidden=(16,)), mean=0.1, std=0.2)
+    before = registry.entries["mlp"]
+    grow(registry, "mlp", norm=key(str, "normalization after each layer", choices=("none", "batch")))
+    with pytest.raises(
+        FileFormatError,
+        match=r"m\.pt: a checkpoint of mlp made before mlp read model\.mlp\.norm \(normalization after each "
+        r"layer\); rerun `dvc repro train`, or declare the value that rebuilds such a model as old= of that key",
+    ):
+        load_checkpoint(tmp_path / "m.pt")
+    registry.entries["mlp"] = before
+    grow(registry, "mlp", norm=key(str, "normalization after each layer", choices=("none", "batch"), old="none"))
+    loaded, _ = load_checkpoint(tmp_path / "m.pt")
+    x = torch.randn(3, 784)
+    assert torch.equal(loaded(x), model.eval()(x))
+    assert "made before mlp read model.mlp.norm; loaded with 'none', what it did then" in capsys.readouterr().err
+
+
+def test_a_checkpoint_with_a_key_its_architecture_no_longer_reads_is_refused_naming_it(tmp_path):
+    save_checkpoint(tmp_path / "m.pt", mlp((8,)), model_params(hidden=(8,)), mean=0.1, std=0.2)
+    ckpt = torch.load(tmp_path / "m.pt", weights_only=True)
+    ckpt["model"]["keys"]["width"] = 3
+    torch.save(ckpt, tmp_path / "old.pt")
+    with pytest.raises(FileFormatError, match=r"built with model\.mlp\.width = 3, which mlp no longer reads"):
+        load_checkpoint(tmp_path / "old.pt")
+
+
+def test_a_format_2_checkpoint_of_the_flat_section_still_loads(tmp_path):
+    """Before each architecture had its own section, a checkpoint recorded the whole flat model
+    section (format 2): its arch's keys are in it, the others ignored."""
+    torch.manual_seed(0)
+    model = mlp((32, 16))
+    flat = {"arch": "mlp", "hidden": [32, 16], "activation": "relu", "dropout": 0.0, "channels": [32, 64]}
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    torch.save(
+        {"format": 2, "model": flat, "normalize": {"mean": 0.1, "std": 0.2}, "state_dict": state}, tmp_path / "v2.pt"
+    )
+    loaded, normalize_ = load_checkpoint(tmp_path / "v2.pt")
+    x = torch.randn(4, 784)
+    assert torch.equal(loaded(x), model.eval()(x)) and normalize_ == {"mean": 0.1, "std": 0.2}
 
 
 def test_cnn_checkpoint_round_trip(tmp_path):
@@ -156,9 +233,9 @@ def test_cosine_schedule_decays_to_zero_over_the_run_and_constant_has_none():
 def test_a_checkpoint_with_bad_model_metadata_is_refused(tmp_path):
     save_checkpoint(tmp_path / "m.pt", mlp((8,)), model_params(hidden=(8,)), mean=0.1, std=0.2)
     ckpt = torch.load(tmp_path / "m.pt", weights_only=True)
-    ckpt["model"]["hidden"] = "wide"
+    ckpt["model"]["keys"]["hidden"] = "wide"
     torch.save(ckpt, tmp_path / "odd.pt")
-    with pytest.raises(FileFormatError, match=r"metadata is malformed: .*model\.hidden = 'wide'"):
+    with pytest.raises(FileFormatError, match=r"odd\.pt \(checkpoint\): model\.mlp\.hidden = 'wide': must be a list"):
         load_checkpoint(tmp_path / "odd.pt")
 
 
@@ -215,7 +292,7 @@ def test_checkpoint_round_trip_with_weights_only(tmp_path):
     model = mlp((32, 16))
     save_checkpoint(tmp_path / "m.pt", model, model_params(hidden=(32, 16)), mean=0.1, std=0.2)
     raw = torch.load(tmp_path / "m.pt", weights_only=True)  # plain types only
-    assert raw["model"]["arch"] == "mlp" and raw["model"]["hidden"] == [32, 16]
+    assert raw["model"] == {"arch": "mlp", "keys": {"hidden": [32, 16], "activation": "relu", "dropout": 0.0}}
     assert raw["normalize"] == {"mean": 0.1, "std": 0.2}
     loaded, normalize_ = load_checkpoint(tmp_path / "m.pt")
     assert normalize_ == {"mean": 0.1, "std": 0.2} and not loaded.training
@@ -247,10 +324,12 @@ def test_a_checkpoint_carrying_a_pickled_object_is_refused_without_running_it(tm
 def test_a_checkpoint_of_another_shape_is_refused_with_the_reason(tmp_path):
     save_checkpoint(tmp_path / "m.pt", mlp((32,)), model_params(hidden=(32,)), mean=0.1, std=0.2)
     ckpt = torch.load(tmp_path / "m.pt", weights_only=True)
-    ckpt["model"]["hidden"] = [64]
+    ckpt["model"]["keys"]["hidden"] = [64]
     torch.save(ckpt, tmp_path / "lying.pt")
     with pytest.raises(
-        FileFormatError, match=r"do not fit the model its metadata describes \(mlp, hidden=\[64\]\).*size mismatch"
+        FileFormatError,
+        match=r"do not fit the model its metadata describes "
+        r"\(mlp hidden=64 activation=relu dropout=0\.0\).*size mismatch",
     ):
         load_checkpoint(tmp_path / "lying.pt")
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 from ruamel.yaml import YAML
 
+from mnistbench import models, optim
 from mnistbench.params import ParamsError, as_dict, load_params
 from tests.helpers import ROOT
 
@@ -18,9 +19,13 @@ def repo_params_text() -> str:
 
 
 def with_value(text: str, key: str, value: str) -> str:
-    """params.yaml text with `key` (e.g. train.lr) set to the literal YAML `value`."""
-    section, name = key.split(".")
-    pattern = rf"(?m)^({section}:[^\n]*\n(?:  .*\n)*?  {name}:) [^#\n]*"
+    """params.yaml text with `key` (train.lr, or model.mlp.hidden in an entry's section) set to the
+    literal YAML `value`."""
+    *parents, name = key.split(".")
+    pattern = "(?m)^(" + "".join(
+        rf"{'  ' * depth}{part}:[^\n]*\n(?:{'  ' * (depth + 1)}.*\n|\s*#.*\n)*?" for depth, part in enumerate(parents)
+    )
+    pattern += rf"{'  ' * len(parents)}{name}:) [^#\n]*"
     new, count = re.subn(pattern, rf"\g<1> {value} ", text)
     assert count == 1, key
     return new
@@ -34,16 +39,11 @@ def load_text(tmp_path, text):
 
 def test_repo_params_load_with_expected_types():
     p = load_params(ROOT / "params.yaml")
-    assert p.model.hidden == (128, 64)
+    assert models.model_keys(p.model) == {"hidden": (128, 64), "activation": "relu", "dropout": 0.0}
     assert isinstance(p.train.lr, float) and p.train.lr == 0.001
     assert p.train.batch_size == 64 and p.train.device in ("auto", "cpu", "cuda")
-    assert as_dict(p.model) == {
-        "arch": "mlp",
-        "hidden": [128, 64],
-        "activation": "relu",
-        "dropout": 0.0,
-        "channels": [32, 64],
-    }
+    assert optim.optimizer_keys(p.train) == {"weight_decay": 0.0} and optim.schedule_keys(p.train) == {}
+    assert as_dict(p.model) == YAML(typ="safe", pure=True).load(repo_params_text())["model"]
 
 
 def test_every_key_agrees_with_dvc_reading(tmp_path):
@@ -80,14 +80,7 @@ def test_integer_accepted_where_a_float_is_expected(tmp_path):
         ("train.normalize_std", "0", r"train\.normalize_std = 0\.0: must be > 0"),
         ("train.device", "gpu", r"train\.device = 'gpu': must be one of auto, cpu, cuda"),
         ("train.threads", "0", r"train\.threads = 0: must be >= 1"),
-        ("model.hidden", "[]", r"model\.hidden = list: must have at least 1 item"),
-        ("model.hidden", "128", r"model\.hidden = 128: must be a list of integers"),
-        ("model.hidden", "[128, 0]", r"model\.hidden\[1\] = 0: must be >= 1"),
-        ("model.hidden", "[128, 6.5]", r"model\.hidden\[1\] = 6\.5: must be an integer"),
         ("prepare.val_size", "-5", r"prepare\.val_size = -5: must be >= 1"),
-        ("model.dropout", "1.5", r"model\.dropout = 1\.5: must be <= 0\.9"),
-        ("model.channels", "[8, 8, 8, 8]", r"model\.channels = list: must have at most 3 items"),
-        ("train.schedule", "onecycle", r"train\.schedule = 'onecycle': must be one of constant, cosine"),
         ("prepare.dataset", "cifar10", r"prepare\.dataset = 'cifar10': must be one of mnist, fashion-mnist, kmnist"),
         ("train.augment_shift", "-1", r"train\.augment_shift = -1\.0: must be >= 0"),
         ("train.augment_rotate", "90", r"train\.augment_rotate = 90\.0: must be <= 45"),
@@ -113,11 +106,6 @@ def test_integer_accepted_where_a_float_is_expected(tmp_path):
             "18446744073709551616",
             r"prepare\.split_seed = 18446744073709551616: must be <= 9223372036854775807 \(a 64-bit integer\)",
         ),
-        (
-            "model.hidden",
-            "[128, 100000000000000000000]",
-            r"model\.hidden\[1\] = 100000000000000000000: must be <= 9223372036854775807 \(a 64-bit integer\)",
-        ),
         ("train.threads", "1000000000000", r"train\.threads = 1000000000000: must be <= 1024"),
     ],
 )
@@ -125,6 +113,85 @@ def test_bad_value_names_key_value_and_rule(tmp_path, key, literal, message):
     with pytest.raises(ParamsError, match=message) as err:
         load_text(tmp_path, with_value(repo_params_text(), key, literal))
     assert "\n" not in str(err.value)
+
+
+def registries_check(params) -> None:
+    """What validate runs where the sections changed: every model, optimizer and schedule section."""
+    models.MODELS.check_all(params.model.arch, params.model.sections, others="arch")
+    optim.check(params.train)
+
+
+@pytest.mark.parametrize(
+    "key, literal, message",
+    [
+        ("model.mlp.hidden", "[]", r"model\.mlp\.hidden = list: must have at least 1 item"),
+        ("model.mlp.hidden", "128", r"model\.mlp\.hidden = 128: must be a list of integers"),
+        ("model.mlp.hidden", "[128, 0]", r"model\.mlp\.hidden\[1\] = 0: must be >= 1"),
+        ("model.mlp.hidden", "[128, 6.5]", r"model\.mlp\.hidden\[1\] = 6\.5: must be an integer"),
+        (
+            "model.mlp.hidden",
+            "[128, 100000000000000000000]",
+            r"model\.mlp\.hidden\[1\] = 100000000000000000000: must be <= 9223372036854775807 \(a 64-bit integer\)",
+        ),
+        ("model.mlp.dropout", "1.5", r"model\.mlp\.dropout = 1\.5: must be <= 0\.9"),
+        ("model.mlp.activation", "swish", r"model\.mlp\.activation = 'swish': must be one of relu, gelu, tanh"),
+        ("model.cnn.channels", "[8, 8, 8, 8]", r"model\.cnn\.channels = list: must have at most 3 items"),
+        ("train.sgd.momentum", "1.0", r"train\.sgd\.momentum = 1\.0: must be < 1\.0"),
+        ("train.adam.weight_decay", "-0.1", r"train\.adam\.weight_decay = -0\.1: must be >= 0"),
+        ("train.adadelta.rho", "1e-3x", r"train\.adadelta\.rho = '1e-3x': must be a number"),
+        ("train.steplr.gamma", "0", r"train\.steplr\.gamma = 0\.0: must be > 0"),
+        ("train.steplr.step_size", "1.5", r"train\.steplr\.step_size = 1\.5: must be an integer"),
+    ],
+)
+def test_a_bad_value_of_a_registered_entrys_key_names_key_value_and_rule(tmp_path, key, literal, message):
+    """Checked by the entry's own declaration (mnistbench/registry.py), in every section present, the
+    chosen one or not: a typo in cnn's section is caught before a grid switches to it."""
+    params = load_text(tmp_path, with_value(repo_params_text(), key, literal))  # params.py keeps sections as read
+    with pytest.raises(ParamsError, match=message) as err:
+        registries_check(params)
+    assert "\n" not in str(err.value)
+
+
+def test_a_key_of_another_entry_is_refused_naming_the_one_that_reads_it(tmp_path):
+    text = repo_params_text().replace(
+        "    activation: relu    # relu", "    channels: [8]\n    activation: relu    # relu"
+    )
+    with pytest.raises(
+        ParamsError, match=r"model\.mlp\.channels: mlp reads no key channels; cnn reads it \(its keys: "
+    ):
+        registries_check(load_text(tmp_path, text))
+    text = repo_params_text().replace("    rho: 0.9", "    rho: 0.9\n    momentum: 0.9")
+    with pytest.raises(ParamsError, match=r"train\.adadelta\.momentum: adadelta reads no key momentum; sgd reads it"):
+        registries_check(load_text(tmp_path, text))
+
+
+def test_a_key_in_the_flat_layout_of_old_says_where_it_goes_now(tmp_path):
+    text = repo_params_text().replace("model:\n  arch: mlp", "model:\n  arch: mlp\n  hidden: [64]")
+    with pytest.raises(ParamsError, match=r"unknown key model\.hidden; allowed in model: arch, and a section per"):
+        load_text(tmp_path, text)  # a value, not a mapping: params.py refuses it, torch-free
+    text = repo_params_text().replace("model:\n  arch: mlp", "model:\n  arch: mlp\n  dropout: {p: 0.1}")
+    with pytest.raises(ParamsError, match=r"model\.dropout: a key of mlp, cnn; it goes in the section of the "):
+        registries_check(load_text(tmp_path, text))
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("model.arch", "resnet", "model.arch = 'resnet': must be one of {models} (the architectures registered in"),
+        ("train.optimizer", "lion", "train.optimizer = 'lion': must be one of {optimizers} (the optimizers registered"),
+        ("train.schedule", "onecycle", "train.schedule = 'onecycle': must be one of {schedules} (the schedules"),
+    ],
+)
+def test_an_unregistered_entry_lists_the_registered_ones(tmp_path, key, value, message):
+    names = dict(models=models.MODELS.names(), optimizers=optim.OPTIMIZERS.names(), schedules=optim.SCHEDULES.names())
+    with pytest.raises(ParamsError, match=re.escape(message.format(**names))):
+        registries_check(load_text(tmp_path, with_value(repo_params_text(), key, value)))
+
+
+def test_a_section_of_an_unregistered_entry_is_named(tmp_path):
+    text = repo_params_text().replace("model:\n  arch: mlp", "model:\n  arch: mlp\n  resnet: {depth: 50}")
+    with pytest.raises(ParamsError, match=r"unknown key model\.resnet; allowed in model: arch, and a section per"):
+        registries_check(load_text(tmp_path, text))
 
 
 def test_unknown_key_is_named_with_the_allowed_ones(tmp_path):
@@ -230,7 +297,7 @@ def lock_of(text: str, **code_md5) -> str:
             "path": f"mnistbench/{name}.py",
             "md5": code_md5.get(name) or hashlib.md5((ROOT / "mnistbench" / f"{name}.py").read_bytes()).hexdigest(),
         }
-        for name in ("models", "optim")
+        for name in ("models", "optim", "registry", "estimators")
     ]
     lock = {
         "schema": "2.0",
@@ -271,12 +338,16 @@ def test_validate_stage_writes_the_same_bytes_for_any_valid_params_and_loads_no_
 
 
 UNKNOWN_ARCH = (
-    "validate: error: params.yaml: model.arch = 'resnet': must be one of mlp, linear, cnn "
+    f"validate: error: params.yaml: model.arch = 'resnet': must be one of {models.MODELS.names()} "
     "(the architectures registered in mnistbench/models.py)"
 )
 UNKNOWN_OPTIMIZER = (
-    "validate: error: params.yaml: train.optimizer = 'lion': must be one of adam, adamw, sgd "
+    f"validate: error: params.yaml: train.optimizer = 'lion': must be one of {optim.OPTIMIZERS.names()} "
     "(the optimizers registered in mnistbench/optim.py)"
+)
+MLP_READS_NO_CHANNELS = (
+    "validate: error: params.yaml: model.mlp.channels: mlp reads no key channels; cnn reads it "
+    "(its keys: hidden, activation, dropout)"
 )
 
 
@@ -287,8 +358,21 @@ UNKNOWN_OPTIMIZER = (
         ("model.arch", "resnet", None, UNKNOWN_ARCH),  # no dvc.lock: train will run
         ("train.optimizer", "lion", "recorded", UNKNOWN_OPTIMIZER),
         ("train.optimizer", "lion", None, UNKNOWN_OPTIMIZER),
-        ("model.hidden", "[64]", "recorded", None),  # checked (torch imported), and valid
+        ("model.mlp.hidden", "[64]", "recorded", None),  # checked (torch imported), and valid
+        ("model.cnn.dropout", "0.5", "recorded", None),  # another arch's section: checked too
+        (
+            "model.mlp.dropout",
+            "{p: 1}",
+            "recorded",
+            "validate: error: params.yaml: model.mlp.dropout = dict: must be a number, e.g. 0.001 or 1e-3",
+        ),
         ("train.optimizer", "sgd", "recorded", None),
+        (
+            "train.steplr.gamma",
+            "2",
+            "recorded",
+            "validate: error: params.yaml: train.steplr.gamma = 2.0: must be <= 1.0",
+        ),
     ],
 )
 def test_validate_checks_the_registries_where_the_train_stage_will_meet_a_new_value(
@@ -415,12 +499,12 @@ def test_validate_says_where_a_relative_mirror_root_was_read_from(tmp_path):
 
 def test_validate_refuses_a_model_too_large_for_this_machines_memory(tmp_path):
     """Under `dvc exp run -S model.hidden=[100000000000]`, DVC deleted the model, then train ran out of memory."""
-    (tmp_path / "params.yaml").write_text(with_value(repo_params_text(), "model.hidden", "[100000000000, 64]"))
+    (tmp_path / "params.yaml").write_text(with_value(repo_params_text(), "model.mlp.hidden", "[100000000000, 64]"))
     result = run_validate(tmp_path)
     assert result.returncode == 1
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     assert result.stderr.splitlines() == [
-        f"validate: error: params.yaml: model.hidden = [100000000000, 64]: 84,900,000,000,714 parameters need "
+        f"validate: error: params.yaml: model.mlp.hidden = [100000000000, 64]: 84,900,000,000,714 parameters need "
         f"1,358,400 GB to train (float32 weights, gradients, Adam's moments), more than this machine's "
         f"{total / 1e9:,.0f} GB; use smaller widths"
     ]

@@ -401,8 +401,8 @@ def test_an_interrupted_stage_says_the_command_that_brings_the_previous_results_
 EPOCHS_0 = "validate: error: params.yaml: train.epochs = 0: must be >= 1"
 UNKNOWN_KEY = (
     "validate: error: params.yaml: unknown key train.learning_rate; allowed in train: seed, epochs, "
-    "batch_size, optimizer, lr, weight_decay, momentum, schedule, augment_shift, augment_rotate, "
-    "normalize_mean, normalize_std, device, threads"
+    "batch_size, optimizer, lr, schedule, augment_shift, augment_rotate, "
+    "normalize_mean, normalize_std, device, threads, and a section per registered entry (a mapping)"
 )
 VAL_SIZE = "validate: error: prepare.val_size = 300: must be between 1 and 299 (the training set has 300 images)"
 NO_CUDA = "validate: error: params.yaml: train.device = 'cuda' but torch sees no CUDA device; use auto or cpu"
@@ -431,9 +431,19 @@ NO_CUDA = "validate: error: params.yaml: train.device = 'cuda' but torch sees no
         ),
         (
             {},
-            ["dvc", "exp", "run", "-S", "model.hidden=[100000000000]"],
-            "validate: error: params.yaml: model.hidden = [100000000000]: 79,500,000,000,010 parameters need "
+            ["dvc", "exp", "run", "-S", "model.mlp.hidden=[100000000000]"],
+            "validate: error: params.yaml: model.mlp.hidden = [100000000000]: 79,500,000,000,010 parameters need "
             "1,272,000 GB",
+        ),
+        (
+            {},
+            ["dvc", "exp", "run", "-S", "+model.mlp.channels=[8]"],
+            "validate: error: params.yaml: model.mlp.channels: mlp reads no key channels; cnn reads it",
+        ),
+        (
+            {},
+            ["dvc", "exp", "run", "-S", "train.optimizer=sgd", "-S", "train.sgd.momentum=1.5"],
+            "validate: error: params.yaml: train.sgd.momentum = 1.5: must be < 1.0",
         ),
     ],
     ids=[
@@ -447,6 +457,8 @@ NO_CUDA = "validate: error: params.yaml: train.device = 'cuda' but torch sees no
         "repro-malformed",
         "exp-cuda-without-a-gpu",
         "exp-model-too-large",
+        "exp-key-of-another-arch",
+        "exp-optimizer-key",
     ],
 )
 def test_bad_params_stop_dvc_before_any_output_is_deleted(repo, edit, command, message):

@@ -22,7 +22,7 @@ def normal_pool(mean: float, sd: float, size: int, seed: int) -> list[float]:
 def test_override_sets_one_key_with_its_type():
     params = load_params(ROOT / "params.yaml")
     tree = YAML(typ="safe", pure=True).load((ROOT / "params.yaml").read_text())
-    assert override(tree, "model.hidden=[64,32]").model.hidden == (64, 32)
+    assert override(tree, "model.mlp.hidden=[64,32]").model.sections["mlp"]["hidden"] == [64, 32]
     assert override(tree, "train.epochs=3").train.epochs == 3
     assert override(tree, "train.schedule=cosine").train.schedule == "cosine"
     assert override(tree, "train.lr=1e-3").train.lr == 0.001
@@ -35,6 +35,7 @@ def test_override_sets_one_key_with_its_type():
     [
         ("train.epochs=abc", "--regression train.epochs=abc: train.epochs = 'abc': must be an integer"),
         ("train.epochs=0", "--regression train.epochs=0: train.epochs = 0: must be >= 1"),
+        ("model.mlp.dropout=2", "--regression model.mlp.dropout=2: model.mlp.dropout = 2.0: must be <= 0.9"),
         ("train.nope=3", "--regression train.nope=3: expected KEY=VALUE with a key of params.yaml"),
         ("epochs", "--regression epochs: expected KEY=VALUE with a key of params.yaml"),
     ],
