@@ -33,6 +33,7 @@ COMMANDS = {  # record name -> the command that writes it
     "tiers": "python -m lab.tiers",
     "variance": "python -m lab.variance",
     "sweep": "python -m lab.sweep",
+    "stacks": "python -m lab.stacks",
 }
 FIELDS = ("command", "date", "machine", "figures")
 

@@ -348,6 +348,32 @@ def tiers(data: dict | None = None) -> str:
     return "\n".join(lines + ["", caption(data)])
 
 
+def stacks(data: dict | None = None) -> str:
+    """docs/reproducibility.md's table: each stack, how it was run, its tier and what it gave."""
+    data = data or record.load("stacks")
+    f = data["figures"]
+    lines = ["| stack | how it was run | tier | result |", "|---|---|---|---|"]
+    for key in ("python3.11", "python3.12", "python3.13", "torch-cpu", "kernels", "torch-next"):
+        r = f.get(key)
+        if not r:
+            continue
+        if "skipped" in r:
+            lines.append(f"| {r['stack']} | - | - | not run: {r['skipped']} |")
+            continue
+        if r["tier"] == 1:
+            result = "**the committed bytes**" if r["exit"] == 0 else "other bytes on the same stack: a bug"
+        else:
+            rep = r["replicates"]
+            result = (
+                f"**{rep['verdict']}**: replicates {rep['here']} against {rep['committed']}; difference "
+                f"{rep['difference']} pp, margin {rep['margin']} pp, TOST p = {rep['p']}"
+            )
+        lines.append(f"| {r['stack']} | {r['how']} | {r['tier']} | {result} |")
+    for name, said in (f.get("lock") or {}).get("platforms", {}).items():
+        lines.append(f"| {name} | the lock's pins and hashes against PyPI's files | - | {said} |")
+    return "\n".join(lines + ["", caption(data)])
+
+
 VIEWS: dict[str, Callable[[], str]] = {
     "tiers": tiers,
     "variance": variance,
@@ -362,6 +388,7 @@ VIEWS: dict[str, Callable[[], str]] = {
     "benchmark-short": lambda: benchmark_table(short=True),
     "benchmark-whole": lambda: benchmark_table(short=False),
     "headline": headline,
+    "stacks": stacks,
 }
 
 

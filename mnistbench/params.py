@@ -95,7 +95,10 @@ class TrainParams:
     )
     normalize_mean: float = _spec("mean pixel value (of [0, 1] pixels) subtracted before the model")
     normalize_std: float = _spec("pixel standard deviation divided out before the model", min_exclusive=0.0)
-    device: str = _spec("where to train: auto picks cuda when present", choices=("auto", "cpu", "cuda"))
+    device: str = _spec(
+        "where to train: auto is the CPU, where the committed results were made; cuda the GPU",
+        choices=("auto", "cpu", "cuda"),
+    )
     threads: int = _spec("torch CPU threads; the count can change the float bits of the result", min=1, max=THREADS_MAX)
     sections: dict = _sections("train.<optimizer>, train.<schedule>: their own keys (mnistbench/optim.py)")
 

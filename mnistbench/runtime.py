@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 from importlib import metadata
 
 import torch
@@ -22,11 +23,23 @@ def check_device(device: str) -> None:
         raise ParamsError("params.yaml: train.device = 'cuda' but torch sees no CUDA device; use auto or cpu")
 
 
+GPU_NOTE = (
+    "note: a GPU is present, and train.device auto trains on the CPU, where the committed results were made, "
+    "to reproduce their bytes; `dvc exp run -S train.device=cuda` trains on the GPU: other bytes, which "
+    "`mnistbench reproduced` compares with the committed results statistically"
+)
+
+
 def configure_torch(threads: int, device: str) -> torch.device:
-    """Thread count, and deterministic kernels on CUDA; returns the device to use."""
+    """Thread count, and deterministic kernels on CUDA; returns the device to use. `auto` is the
+    CPU: the committed results are CPU bytes, and a fresh clone's `make pipeline` must reproduce
+    them on any machine, a GPU machine included (docs/reproducibility.md); where a GPU is present,
+    one line says so and how to use it."""
     torch.set_num_threads(threads)
     if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = "cpu"
+        if torch.cuda.is_available():
+            print(GPU_NOTE, file=sys.stderr)
     check_device(device)
     if device == "cuda":
         # Only CUDA has nondeterministic kernels among the ops used here (the CPU ones are checked
@@ -44,7 +57,9 @@ def run_info(device: torch.device) -> dict:
     (docs/reproducibility.md, tests/test_portable_bits.py). The torch version fixes the MKL and
     oneDNN versions it bundles."""
     info = {
-        "torch": torch.__version__,
+        "torch": torch.__version__.split("+")[
+            0
+        ],  # the release: PyTorch's CPU-only build (+cpu) gives the CUDA build's CPU bits
         "machine": platform.machine(),  # x86_64; other architectures have other kernels
         "device": device.type,
         "threads": torch.get_num_threads(),

@@ -195,3 +195,48 @@ def detectable_drop(sd_a: float, n_a: int, sd_b: float, n_b: int, alpha: float, 
     critical = stats.t.ppf(1 - alpha, df)
     shift = optimize.brentq(lambda d: stats.nct.sf(critical, df, d) - power, 0.0, 100.0)
     return float(shift * se)
+
+
+@dataclass(frozen=True)
+class Equivalence:
+    difference: float  # current mean - committed mean
+    ci90: tuple[float, float]  # the TOST's interval: 1 - 2 * alpha
+    p: float  # TOST's p-value: the larger of the two one-sided tests
+    margin: float
+    equivalent: bool
+
+
+def tost(
+    mean_a: float, sd_a: float, n_a: int, mean_b: float, sd_b: float, n_b: int, margin: float, alpha: float = 0.05
+):
+    """Two one-sided Welch t-tests (Schuirmann's TOST) of |mean_b - mean_a| < margin, from summary
+    statistics: equivalent when both reject at `alpha`, that is when the 1 - 2 alpha interval of
+    the difference lies within (-margin, margin). Checked against statsmodels' ttost_ind."""
+    difference = mean_b - mean_a
+    va, vb = sd_a**2 / n_a, sd_b**2 / n_b
+    se = math.sqrt(va + vb)
+    if se == 0:  # no spread on either side (deterministic methods): the difference is exact
+        inside = -margin < difference < margin
+        return Equivalence(difference, (difference, difference), 0.0 if inside else 1.0, margin, inside)
+    df = (va + vb) ** 2 / ((va**2 / (n_a - 1) if n_a > 1 else 0) + (vb**2 / (n_b - 1) if n_b > 1 else 0))
+    p_lower = float(stats.t.sf((difference + margin) / se, df))  # H0: difference <= -margin
+    p_upper = float(stats.t.cdf((difference - margin) / se, df))  # H0: difference >= margin
+    half = float(stats.t.ppf(1 - alpha, df) * se)
+    p = max(p_lower, p_upper)
+    return Equivalence(difference, (difference - half, difference + half), p, margin, p < alpha)
+
+
+def tost_power(sd_a: float, n_a: int, sd_b: float, n_b: int, margin: float, shift: float, alpha: float = 0.05) -> float:
+    """The probability that the TOST finds equivalence when the true difference is `shift` (at
+    shift 0: its power; at a shift of the margin or more: at most alpha), by the normal
+    approximation of the difference at these sds and ns and the t critical value."""
+    va, vb = sd_a**2 / n_a, sd_b**2 / n_b
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return 1.0 if abs(shift) < margin else 0.0
+    df = (va + vb) ** 2 / (va**2 / (n_a - 1) + vb**2 / (n_b - 1))
+    half = stats.t.ppf(1 - alpha, df) * se
+    low, high = -margin + half, margin - half
+    if low >= high:
+        return 0.0
+    return float(stats.norm.cdf((high - shift) / se) - stats.norm.cdf((low - shift) / se))

@@ -387,3 +387,22 @@ def test_training_with_augmentation_is_repeatable_and_still_learns():
     ]
     assert runs[0][1] == runs[1][1]
     assert runs[0][1][-1]["val_accuracy"] > 0.9
+
+
+@pytest.mark.parametrize("gpu", [False, True])
+def test_device_auto_is_the_cpu_where_the_committed_results_were_made_and_says_so_on_a_gpu_machine(
+    monkeypatch, capsys, gpu
+):
+    """A GPU user's `make pipeline` must give the committed CPU bytes (a clean tree, README's next
+    commands working); one line says how to train on the GPU instead."""
+    from mnistbench import runtime
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    threads = torch.get_num_threads()
+    try:
+        assert runtime.configure_torch(1, "auto") == torch.device("cpu")
+    finally:
+        torch.set_num_threads(threads)
+    err = capsys.readouterr().err
+    assert err == (runtime.GPU_NOTE + "\n" if gpu else "")
+    assert "-S train.device=cuda" in runtime.GPU_NOTE and "mnistbench reproduced" in runtime.GPU_NOTE

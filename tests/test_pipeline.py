@@ -502,3 +502,37 @@ def test_a_dataset_the_mirror_lacks_stops_dvc_before_prepare_deletes_its_outputs
     ) in result.stderr, result.stderr
     assert "Running stage 'prepare'" not in result.stdout
     assert workspace_bytes(path) == before
+
+
+def test_another_kernel_path_is_tier_two_its_fields_named_and_its_replicates_compared(repo):
+    """A stack that really differs in bits, run the way a user would: ATen's unvectorized kernels,
+    MKL's and oneDNN's own choice (a value in the environment wins over mnistbench's pins). The
+    bytes differ; `mnistbench reproduced` says tier 2, names the fields, and its exit status is
+    its verdict on the replicates."""
+    path, env, _ = repo
+    other = dict(env, ATEN_CPU_CAPABILITY="default", MKL_CBWR="AUTO", ONEDNN_MAX_CPU_ISA="ALL")
+    sh(path, other, "dvc", "repro", "-f", "train", "replicates")
+    try:
+        run_info = json.loads((path / "metrics/run_info.json").read_text())
+        assert run_info["cpu_capability"] == "DEFAULT" and run_info["mkl_cbwr"] == "AUTO"
+        from ruamel.yaml import YAML
+
+        def model_md5(text: str) -> str:
+            outs = YAML(typ="safe").load(text)["stages"]["train"]["outs"]
+            return next(out["md5"] for out in outs if out["path"] == "models/model.pt")
+
+        committed = sh(path, env, "git", "show", "HEAD:dvc.lock").stdout
+        assert model_md5((path / "dvc.lock").read_text()) != model_md5(committed)  # really other bits
+        ran = sh(path, env, sys.executable, "-m", "commands", "reproduced", check=False)
+        assert "reproduced: tier 2: the stack differs from HEAD's: the main pipeline's in " in ran.stdout
+        assert (
+            "cpu_capability ('AVX2' -> 'DEFAULT')" in ran.stdout and "mkl_cbwr ('COMPATIBLE' -> 'AUTO')" in ran.stdout
+        )
+        assert "| replicates | " in ran.stdout
+        equivalent = ran.stdout.rstrip().endswith("every distribution is within its margin of the committed one")
+        assert ran.returncode == (0 if equivalent else 1), ran.stdout
+    finally:
+        sh(path, env, "git", "checkout", "HEAD", "--", "dvc.lock", "metrics", "plots", "dvclive")
+        sh(path, env, "dvc", "checkout", "--force", "-q")
+    again = sh(path, env, sys.executable, "-m", "commands", "reproduced", check=False)
+    assert again.returncode == 0 and again.stdout.startswith("reproduced: tier 1, the same stack as HEAD")
