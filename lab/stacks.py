@@ -208,7 +208,7 @@ def main() -> None:
             "stacks: error: set DATA_MIRROR to the folder(s) holding mnist/ (absolute), as for make pipeline"
         )
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", *KERNELS)}
-    env["DATA_MIRROR"] = ":".join(absolute(roots))
+    env["DATA_MIRROR"] = absolute(os.environ["DATA_MIRROR"])
     env["PATH"] = ":".join(p for p in env["PATH"].split(":") if ".venv" not in p)  # each clone's own venv
     try:
         figures = dict(record.load("stacks")["figures"])
