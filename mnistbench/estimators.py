@@ -11,7 +11,8 @@ estimator itself (scikit-learn's own check of its parameters, on a fit of 20 ima
 it rejects stops `dvc repro` before DVC deletes anything.
 
 The built model is an Estimator: an nn.Module whose forward is the estimator's log-probabilities
-(predict_proba, clipped at 1e-7 before the log, as sklearn's log_loss clips), so evaluate, the
+(predict_proba, clipped at 1e-7 before the log, as sklearn's log_loss clips; a classifier with no
+predict_proba, such as SVC, gives its prediction probability 1), so evaluate, the
 replicates' scoring and predict need no branch. Its input is what a torch model gets, the
 normalized pixels (train.normalize_mean, normalize_std); a pipeline's own preprocessing
 (StandardScaler) comes after that. Training (mnistbench.train.fit) is one call of the estimator's
@@ -52,8 +53,14 @@ class Estimator(nn.Module):
         self.pipeline, self.randomized = pipeline, randomized
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pixels = x.detach().cpu().numpy()
         with threadpool_limits(torch.get_num_threads()):  # train.threads, as for torch
-            proba = self.pipeline.predict_proba(x.detach().cpu().numpy())
+            if hasattr(self.pipeline, "predict_proba"):
+                proba = self.pipeline.predict_proba(pixels)
+            else:  # a classifier without probabilities (SVC): its prediction, probability 1
+                proba = np.eye(len(self.pipeline.classes_))[
+                    np.searchsorted(self.pipeline.classes_, self.pipeline.predict(pixels))
+                ]
         return torch.from_numpy(np.log(np.clip(proba, PROBABILITY_FLOOR, 1.0))).float()
 
     def fit(self, x: torch.Tensor, y: torch.Tensor, seed: int) -> Estimator:

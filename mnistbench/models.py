@@ -124,6 +124,56 @@ class CNN(nn.Module):
         return self.layers(self.features(x.view(-1, 1, IMAGE_SIZE, IMAGE_SIZE)))
 
 
+@register(
+    "lenet5",
+    activation=key(str, "after each conv and hidden layer: tanh as in 1998, or relu", choices=("tanh", "relu")),
+    pool=key(str, "subsampling: avg as in 1998 (without its trainable scale), or max", choices=("avg", "max")),
+)
+class LeNet5(nn.Module):
+    """LeCun et al. 1998's LeNet-5 on 28x28 images: C1 6@5x5 (padding 2: the paper pads digits to
+    32x32), S2 2x2, C3 16@5x5, S4 2x2, C5 120, F6 84, 10 outputs. What differs from the paper: C3 is
+    fully connected to S2 (the paper's table connects each map to 3-6 of them); S2 and S4 have no
+    trainable coefficient and bias; the squashing is tanh, not 1.7159 tanh(2x/3); the output is a
+    linear layer under cross-entropy, not RBF units under the paper's MAP-style loss."""
+
+    def __init__(self, activation: str, pool: str):
+        super().__init__()
+        act, sub = {"tanh": nn.Tanh, "relu": nn.ReLU}[activation], {"avg": nn.AvgPool2d, "max": nn.MaxPool2d}[pool]
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 6, kernel_size=5, padding=2),
+            act(),
+            sub(2),  # C1, S2: (B, 6, 14, 14)
+            nn.Conv2d(6, 16, kernel_size=5),
+            act(),
+            sub(2),  # C3, S4: (B, 16, 5, 5)
+        )
+        self.layers = nn.Sequential(
+            nn.Flatten(), nn.Linear(16 * 5 * 5, 120), act(), nn.Linear(120, 84), act(), nn.Linear(84, NUM_CLASSES)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(self.features(x.view(-1, 1, IMAGE_SIZE, IMAGE_SIZE)))
+
+
+@register("pytorch_example")
+class PytorchExample(nn.Module):
+    """pytorch/examples' mnist/main.py Net, layer for layer: conv 32@3x3, ReLU, conv 64@3x3, ReLU,
+    2x2 max-pool, dropout 0.25, 9216 -> 128, ReLU, dropout 0.5, 128 -> 10. Its log_softmax and
+    nll_loss are the cross-entropy the training loop takes of these logits."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 32, 3, 1), nn.ReLU(), nn.Conv2d(32, 64, 3, 1), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.25)
+        )
+        self.layers = nn.Sequential(
+            nn.Flatten(), nn.Linear(9216, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, NUM_CLASSES)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(self.features(x.view(-1, 1, IMAGE_SIZE, IMAGE_SIZE)))
+
+
 # scikit-learn estimators, registered through the same seam (mnistbench/estimators.py): their keys
 # are the estimator's parameters, typed here and range-checked by scikit-learn itself. Imports are
 # inside each builder, so a torch model's stages never pay for them.
@@ -170,6 +220,43 @@ def forest(n_estimators: int, max_depth: int, criterion: str):
     from sklearn.ensemble import RandomForestClassifier
 
     return RandomForestClassifier(n_estimators=n_estimators, max_depth=max_depth, criterion=criterion)
+
+
+@estimator(
+    "sk_mlp",
+    randomized=True,
+    hidden=key(tuple[int, ...], "hidden_layer_sizes: the hidden widths", min=1, min_items=1),
+    activation=key(str, "relu, tanh, logistic or identity"),
+    max_iter=key(int, "epochs of adam at most"),
+)
+def sk_mlp(hidden: tuple[int, ...], activation: str, max_iter: int):
+    """scikit-learn's MLPClassifier (adam, batch 200, L2 1e-4: its defaults) on standardized pixels,
+    as Xiao et al. 2017 benchmark it: randomized (train.seed is its random_state)."""
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(
+        StandardScaler(), MLPClassifier(hidden_layer_sizes=hidden, activation=activation, max_iter=max_iter)
+    )
+
+
+@estimator(
+    "svc",
+    randomized=False,
+    C=key(float, "the penalty of a margin violation"),
+    kernel=key(str, "rbf, linear, poly or sigmoid"),
+)
+def svc(C: float, kernel: str):
+    """scikit-learn's SVC on standardized pixels, as Xiao et al. 2017 benchmark it (gamma 'scale'):
+    deterministic. No probabilities (Platt's scaling would fit it six times): its prediction scores
+    as probability 1, so its loss is not a calibrated one. An RBF SVC on 55,000 images is the
+    costliest baseline here: O(n^2) kernel evaluations."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    return make_pipeline(StandardScaler(), SVC(C=C, kernel=kernel))
 
 
 def model_keys(params: ModelParams, source: str = "params.yaml") -> dict:

@@ -42,7 +42,10 @@ def trained(arch: str, seed: int = 0, **keys):
     return model, history, val
 
 
-@pytest.mark.parametrize("arch", ["logreg", "knn", "forest"])
+REGISTERED = [name for name in models.MODELS.entries if estimators.is_estimator(name)]
+
+
+@pytest.mark.parametrize("arch", REGISTERED)
 def test_an_estimator_is_fitted_once_scored_and_checkpointed_to_the_same_bytes(tmp_path, arch):
     model, history, (x, y) = trained(arch)
     assert isinstance(model, estimators.Estimator)
@@ -99,6 +102,8 @@ def test_a_deterministic_estimator_trains_one_seed_and_its_summary_is_that_draw(
         ("knn", {"weights": "heavy"}, "model.knn.weights = 'heavy': scikit-learn refused it: The 'weights' parameter"),
         ("forest", {"max_depth": 0}, "model.forest.max_depth = 0: scikit-learn refused it: The 'max_depth' parameter"),
         ("logreg", {"C": -1.0}, "model.logreg.C = -1.0: scikit-learn refused it: The 'C' parameter"),
+        ("svc", {"kernel": "cubic"}, "model.svc.kernel = 'cubic': scikit-learn refused it: The 'kernel' parameter"),
+        ("sk_mlp", {"activation": "gelu"}, "model.sk_mlp.activation = 'gelu': scikit-learn refused it"),
     ],
 )
 def test_a_value_scikit_learn_rejects_is_refused_in_one_line_naming_the_key(arch, keys, says):

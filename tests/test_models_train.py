@@ -406,3 +406,22 @@ def test_device_auto_is_the_cpu_where_the_committed_results_were_made_and_says_s
     err = capsys.readouterr().err
     assert err == (runtime.GPU_NOTE + "\n" if gpu else "")
     assert "-S train.device=cuda" in runtime.GPU_NOTE and "mnistbench reproduced" in runtime.GPU_NOTE
+
+
+@pytest.mark.parametrize(
+    "arch, keys, parameters",
+    [
+        (
+            "pytorch_example",
+            {},
+            1_199_882,
+        ),  # pytorch/examples mnist/main.py's Net: conv 320 + 18,496, fc 1,179,776 + 1,290
+        ("lenet5", {"activation": "tanh", "pool": "avg"}, 61_706),  # C1 156, C3 2,416, C5 48,120, F6 10,164, out 850
+    ],
+)
+def test_the_reference_architectures_have_their_sources_parameter_counts(arch, keys, parameters):
+    params = model_params(arch, **keys)
+    assert parameter_count(params) == parameters
+    model = build_model(params)
+    assert model(torch.zeros(2, 784)).shape == (2, 10)
+    assert all(type(m) is PortableLinear for m in model.modules() if isinstance(m, nn.Linear))
