@@ -168,6 +168,34 @@ def benchmark_table(short: bool = True) -> str:
     return "\n".join(lines)
 
 
+def published_figures() -> str:
+    """Each published figure (benchmark/published.yaml) against the committed cell that runs its
+    recipe (benchmark/metrics/<cell>-<dataset>.json), with the verdict of mnistbench.published."""
+    from mnistbench import published
+
+    lines = [
+        "| recipe | dataset | published | source | differences | ours | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    checked = 0
+    for f in published.load(ROOT / published.PUBLISHED_FILE):
+        path = ROOT / f"benchmark/metrics/{f.cell}-{f.dataset}.json"
+        shown = f"{f.accuracy:.4f}" + (f" (mean of {f.draws})" if f.draws > 1 else "")
+        if path.exists():
+            a = _json(path)["accuracy"]
+            v = published.verdict(f, a["n"], a["mean"], a["sd"])
+            ours, said, checked = f"{a['mean']:.4f} ± {a['sd']:.4f} ({a['n']})", f"**{v.words()}**", checked + 1
+        else:
+            ours, said = "-", "not a cell yet"
+        lines.append(
+            f"| `{f.cell}`: {f.recipe} | {f.dataset} | {shown} | {f.source} | {f.differences} | {ours} | {said} |"
+        )
+    waiting = (
+        f"Figures with a cell that runs their recipe: {checked} of {len(lines) - 2}; the rest wait for their cells."
+    )
+    return "\n".join([*lines, "", waiting])
+
+
 def headline() -> str:
     """README's table: the default model's accuracy over seeds, the gate, speed, cost, tests."""
     summary = _json(ROOT / "metrics/replicates.json")
@@ -389,6 +417,7 @@ VIEWS: dict[str, Callable[[], str]] = {
     "benchmark-whole": lambda: benchmark_table(short=False),
     "headline": headline,
     "stacks": stacks,
+    "published": published_figures,
 }
 
 

@@ -7,8 +7,8 @@ of the benchmark depends on this one's output, whose bytes never change, so a ba
 `dvc repro` here, in one line naming the key, before DVC deletes any cell's outputs. It checks
 params.py's rules on every section, a cell of fewer than 2 seeds, an architecture, optimizer or
 schedule that is not registered or a key of theirs that breaks its rule, a model too large for
-this machine's memory, and a DATA_MIRROR of folders that lack a listed
-dataset's files.
+this machine's memory, a DATA_MIRROR of folders that lack a listed dataset's files, and the
+published figures the cells are compared with (benchmark/published.yaml: mnistbench/published.py).
 """
 
 import argparse
@@ -16,6 +16,7 @@ import json
 import os
 from pathlib import Path
 
+from mnistbench import published
 from mnistbench.entry import run_stage
 from mnistbench.mirrors import parse_mirrors, unobtainable
 from mnistbench.params import ParamsError, check_val_size
@@ -26,10 +27,14 @@ from stages.validate import write_valid
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, required=True, help="the benchmark's protocol")
+    parser.add_argument(
+        "--published", type=Path, required=True, help="the published figures (benchmark/published.yaml)"
+    )
     parser.add_argument("--out", type=Path, required=True, help="file to write once it is valid")
     args = parser.parse_args()
     protocol = load_protocol(args.params)
     declared = json.loads(DATASETS_FILE.read_text())
+    published.load(args.published, datasets=sorted(declared.keys() - {"_comment"}))
     mirror = os.environ.get("DATA_MIRROR")
     for dataset in protocol.datasets:
         check_val_size(protocol.prepare["val_size"], declared[dataset]["train_size"])

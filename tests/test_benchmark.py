@@ -148,13 +148,17 @@ def test_the_main_pipelines_repro_and_experiments_leave_the_benchmark_alone(benc
         ),
         ({"control.seed": 1}, "control.seed = 1: its block of 3 seeds overlaps the cell's (0..2)"),
         ("no kmnist mirror", "datasets lists 'kmnist' but no folder in DATA_MIRROR="),
+        ("a figure without a source", "benchmark/published.yaml: figures[0]: source: missing; name the paper"),
     ],
 )
 def test_a_bad_protocol_stops_the_benchmark_before_any_cells_outputs_go(bench, change, says):
     path, env, _ = bench
     before = results_bytes(path)
-    params = (path / "benchmark/params.yaml").read_text()
-    if change == "no kmnist mirror":
+    params, figures = (path / "benchmark/params.yaml").read_text(), (path / "benchmark/published.yaml").read_text()
+    if change == "a figure without a source":
+        (path / "benchmark/published.yaml").write_text(figures.replace("    source:", "    was:", 1))
+        ran = sh(path, env, "dvc", "repro", "benchmark/dvc.yaml", check=False)
+    elif change == "no kmnist mirror":
         env = dict(env, DATA_MIRROR=env["DATA_MIRROR"].rsplit(":", 1)[0])
         sh(path, env, "dvc", "repro", "-f", "benchmark/dvc.yaml:validate", check=False)  # it must look now
         ran = sh(path, env, "dvc", "repro", "-f", "benchmark/dvc.yaml:validate", check=False)
@@ -162,6 +166,7 @@ def test_a_bad_protocol_stops_the_benchmark_before_any_cells_outputs_go(bench, c
         tiny_protocol(path / "benchmark/params.yaml", **change)
         ran = sh(path, env, "dvc", "repro", "benchmark/dvc.yaml", check=False)
     (path / "benchmark/params.yaml").write_text(params)
+    (path / "benchmark/published.yaml").write_text(figures)
     assert ran.returncode != 0
     lines = [line for line in ran.stderr.splitlines() if line.startswith("benchmark_validate: error: ")]
     assert len(lines) == 1 and says in lines[0], ran.stderr
