@@ -4,6 +4,7 @@ comparisons; reproduced byte for byte; every bad input one line, before any cell
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import shutil
@@ -45,7 +46,7 @@ def tiny_protocol(path: Path, **changes) -> None:
     for name, entry in TINY["model"].items():
         section = entry.get("section", {})
         tree["model"][name].update({k: v for k, v in entry.items() if k != "section"})
-        tree["model"][name]["section"].update(section)
+        tree["model"][name]["section"].update(copy.deepcopy(section))  # a change below must not reach TINY
     for key, value in changes.items():
         node = tree
         *parents, leaf = key.split(".")

@@ -148,8 +148,8 @@ def test_following_the_doc_adds_a_model_and_an_optimizer_with_keys_of_their_own_
         if arch == "resmlp":
             width, blocks = params["model"]["resmlp"]["width"], params["model"]["resmlp"]["blocks"]
             expected = (784 * width + width) + blocks * (width * width + 3 * width) + (width * 10 + 10)
-        elif arch == "sk_mlp":
-            expected = 784 * 100 + 100 + 100 * 10 + 10 + 2 * 784  # its weights, and the scaler's mean and scale
+        elif arch == "sgd_logreg":
+            expected = 10 * 784 + 10 + 2 * 784  # its weights, and the scaler's mean and scale
         else:
             expected = 109_386
         assert metrics["metrics/train.json"]["parameters"] >= expected
