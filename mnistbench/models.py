@@ -98,6 +98,14 @@ class Linear(nn.Module):
         return self.layers(x)
 
 
+class ConvNet(nn.Module):
+    """A model whose `features` (convolutions) see the (B, 784) pixels as (B, 1, 28, 28) images and
+    whose `layers` (the head, from nn.Flatten) give the (B, 10) logits."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(self.features(x.view(-1, 1, IMAGE_SIZE, IMAGE_SIZE)))
+
+
 @register(
     "cnn",
     channels=key(
@@ -107,7 +115,7 @@ class Linear(nn.Module):
     activation=ACTIVATION,
     dropout=DROPOUT,
 )
-class CNN(nn.Module):
+class CNN(ConvNet):
     """(B, 784) -> (B, 1, 28, 28) -> conv blocks, each halving the side -> MLP head -> (B, 10)."""
 
     def __init__(self, channels: tuple[int, ...], hidden: tuple[int, ...], activation: str, dropout: float):
@@ -120,16 +128,13 @@ class CNN(nn.Module):
         head = dense(in_channels * side * side, hidden, activation, dropout)
         self.layers = nn.Sequential(nn.Flatten(), *head)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(self.features(x.view(-1, 1, IMAGE_SIZE, IMAGE_SIZE)))
-
 
 @register(
     "lenet5",
     activation=key(str, "after each conv and hidden layer: tanh as in 1998, or relu", choices=("tanh", "relu")),
     pool=key(str, "subsampling: avg as in 1998 (without its trainable scale), or max", choices=("avg", "max")),
 )
-class LeNet5(nn.Module):
+class LeNet5(ConvNet):
     """LeCun et al. 1998's LeNet-5 on 28x28 images: C1 6@5x5 (padding 2: the paper pads digits to
     32x32), S2 2x2, C3 16@5x5, S4 2x2, C5 120, F6 84, 10 outputs. What differs from the paper: C3 is
     fully connected to S2 (the paper's table connects each map to 3-6 of them); S2 and S4 have no
@@ -151,12 +156,9 @@ class LeNet5(nn.Module):
             nn.Flatten(), nn.Linear(16 * 5 * 5, 120), act(), nn.Linear(120, 84), act(), nn.Linear(84, NUM_CLASSES)
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(self.features(x.view(-1, 1, IMAGE_SIZE, IMAGE_SIZE)))
-
 
 @register("pytorch_example")
-class PytorchExample(nn.Module):
+class PytorchExample(ConvNet):
     """pytorch/examples' mnist/main.py Net, layer for layer: conv 32@3x3, ReLU, conv 64@3x3, ReLU,
     2x2 max-pool, dropout 0.25, 9216 -> 128, ReLU, dropout 0.5, 128 -> 10. Its log_softmax and
     nll_loss are the cross-entropy the training loop takes of these logits."""
@@ -169,9 +171,6 @@ class PytorchExample(nn.Module):
         self.layers = nn.Sequential(
             nn.Flatten(), nn.Linear(9216, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, NUM_CLASSES)
         )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(self.features(x.view(-1, 1, IMAGE_SIZE, IMAGE_SIZE)))
 
 
 # scikit-learn estimators, registered through the same seam (mnistbench/estimators.py): their keys

@@ -111,12 +111,17 @@ def _count(value, key: str, source: str, low: int, high: int = INT_MAX) -> int:
     return value
 
 
+def known_datasets() -> list[str]:
+    """The datasets mnistbench/datasets.json pins, by name."""
+    return sorted(json.loads(DATASETS_FILE.read_text()).keys() - {"_comment"})
+
+
 def load_protocol(path: str | Path = "benchmark/params.yaml") -> Protocol:
     source = str(path)
     tree = load_tree(path)
     if not isinstance(tree, dict):
         raise ParamsError(f"{source}: the top level must be a mapping of keys")
-    known = sorted(json.loads(DATASETS_FILE.read_text()).keys() - {"_comment"})
+    known = known_datasets()
     expected = {"datasets", "models", "prepare", "normalize", "model", "train", "jobs", "control"}
     unknown = sorted(set(tree) - expected)
     if unknown or expected - set(tree):

@@ -20,7 +20,7 @@ from mnistbench import published
 from mnistbench.entry import run_stage
 from mnistbench.mirrors import parse_mirrors, unobtainable
 from mnistbench.params import ParamsError, check_val_size
-from mnistbench.protocol import DATASETS_FILE, load_protocol
+from mnistbench.protocol import DATASETS_FILE, known_datasets, load_protocol
 from stages.validate import write_valid
 
 
@@ -34,7 +34,7 @@ def main() -> None:
     args = parser.parse_args()
     protocol = load_protocol(args.params)
     declared = json.loads(DATASETS_FILE.read_text())
-    published.load(args.published, datasets=sorted(declared.keys() - {"_comment"}))
+    published.load(args.published, datasets=known_datasets())
     mirror = os.environ.get("DATA_MIRROR")
     for dataset in protocol.datasets:
         check_val_size(protocol.prepare["val_size"], declared[dataset]["train_size"])

@@ -5,8 +5,6 @@ drawn from our own recipe, and grants a deterministic cell nothing but the print
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import yaml
@@ -14,10 +12,10 @@ from scipy import stats
 
 from mnistbench import published
 from mnistbench.params import ParamsError
-from mnistbench.protocol import DATASETS_FILE
+from mnistbench.protocol import known_datasets
 from tests.helpers import ROOT
 
-DATASETS = sorted(json.loads(DATASETS_FILE.read_text()).keys() - {"_comment"})
+DATASETS = known_datasets()
 GOOD = {
     "cell": "knn",
     "dataset": "mnist",
