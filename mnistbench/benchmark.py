@@ -12,6 +12,9 @@ is *indistinguishable from the best* (the highest mean) when the Holm-adjusted t
 at ALPHA, or the test-set-aware interval of its gap to the best holds 0: a gap counts as real only
 when neither the seeds nor the test set's sampling could have made it. The control, the same model
 and dataset on a disjoint seed block, is one more comparison, outside the family: it must tie.
+A deterministic estimator's cell (k-NN, lbfgs logistic regression) is one draw, a constant on this
+test set: against it the seeds' test is one-sample (Welch's with that side's variance 0), and only
+the test set's sampling can make two such cells tie.
 """
 
 from __future__ import annotations
@@ -32,6 +35,40 @@ DECIMALS = 6
 
 class CellError(ValueError):
     """A cell's files are not what its stage writes, or do not match the other cells'; one line."""
+
+
+def summary(values, interval_total: stats.Interval) -> dict:
+    """n, mean, sd, min, max and the two 95% intervals, rounded as every metric here."""
+    s = stats.summarize(list(values))
+    seeds = stats.seed_interval(values)
+    return {
+        "n": s["n"],
+        "mean": s["mean"],
+        "sd": s["sd"],
+        "min": s["min"],
+        "max": s["max"],
+        "seeds_low": round(seeds.low, DECIMALS),
+        "seeds_high": round(seeds.high, DECIMALS),
+        "total_low": round(interval_total.low, DECIMALS),
+        "total_high": round(interval_total.high, DECIMALS),
+    }
+
+
+def cell_metrics(seeds: list[int], predicted, labels) -> dict:
+    """A cell's metrics file from its predictions alone: each seed's test accuracy and macro-F1
+    (scored as the evaluate stage scores a model), their summaries and intervals; a deterministic
+    cell's one draw says so. predicted: (S, N) uint8 tensor of classes; labels: (N,)."""
+    from mnistbench.evaluate import class_scores
+
+    rows, truth = predicted.numpy(), labels.numpy()
+    scores = [class_scores(truth, row) for row in rows]
+    deterministic = {"deterministic": True} if len(seeds) == 1 else {}  # one draw: every seed gives it
+    return {
+        "accuracy": summary([s["accuracy"] for s in scores], stats.total_interval(rows == truth)),
+        "macro_f1": summary([s["macro_f1"] for s in scores], stats.total_interval_f1(rows, truth)),
+        "seeds": {"first": seeds[0], "last": seeds[-1]},
+        **deterministic,
+    }
 
 
 @dataclass(frozen=True)
@@ -64,10 +101,12 @@ def load_cell(name: str, predictions: Path, metrics: dict) -> CellData:
                     f"cell {name}: its metrics' {metric}.{field} is "
                     f"{'missing' if value is None else f'not a number ({value!r})'}"
                 )
-    if predicted.shape[0] < 2 or metrics["accuracy"]["n"] != predicted.shape[0]:
+    draws = 1 if metrics.get("deterministic") is True else 2  # one draw of a deterministic method
+    if predicted.shape[0] < draws or metrics["accuracy"]["n"] != predicted.shape[0]:
         raise CellError(
             f"cell {name}: {predicted.shape[0]} seeds of predictions against n = "
-            f"{metrics['accuracy']['n']} in its metrics (a cell needs 2 seeds at least)"
+            f"{metrics['accuracy']['n']} in its metrics (a cell needs 2 seeds at least, "
+            "or is one deterministic draw)"
         )
     correct = (predicted == labels).numpy()
     return CellData(name, correct.mean(1), correct, labels.numpy(), metrics)
@@ -172,8 +211,9 @@ def table(protocol: Protocol, cells: dict[str, CellData], results: dict, whole: 
         for name in r["cells"]:
             a, f = cells[name].metrics["accuracy"], cells[name].metrics["macro_f1"]
             tier = "**best**" if name == r["best"] else ("ties the best" if name in r["ties"] else "below the best")
+            n = "1, deterministic" if cells[name].metrics.get("deterministic") is True else a["n"]
             row = (
-                f"| {name.removesuffix('-' + dataset)} | {a['mean']:.4f} ± {a['sd']:.4f} ({a['n']}) | "
+                f"| {name.removesuffix('-' + dataset)} | {a['mean']:.4f} ± {a['sd']:.4f} ({n}) | "
                 f"{a['seeds_low']:.4f}–{a['seeds_high']:.4f} | {a['total_low']:.4f}–{a['total_high']:.4f} | "
             )
             if whole:

@@ -47,17 +47,22 @@ def latency_ms(model: torch.nn.Module, x: torch.Tensor, images: int = 200, warmu
     return statistics.median(times) * 1e3
 
 
+def class_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
+    """Accuracy and macro-F1 of predicted classes, rounded as every metric here: what a benchmark
+    cell's predictions file is scored with, again, by `mnistbench spot-check`."""
+    return {
+        "accuracy": round(float(accuracy_score(y_true, y_pred)), DECIMALS),
+        # Macro over the classes present in y_true or y_pred (sklearn's default): all 10 on MNIST.
+        "macro_f1": round(float(f1_score(y_true, y_pred, average="macro", zero_division=0)), DECIMALS),
+    }
+
+
 def score(y_true: np.ndarray, logits: torch.Tensor) -> tuple[dict, dict]:
     """(summary, per_class) metrics of argmax predictions; labels 0..9 always all present as keys."""
     y_pred = logits.argmax(1).numpy()
     loss = F.cross_entropy(logits, torch.as_tensor(y_true), reduction="mean").item()
     precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=CLASSES, zero_division=0)
-    summary = {
-        "accuracy": round(float(accuracy_score(y_true, y_pred)), DECIMALS),
-        # Macro over the classes present in y_true or y_pred (sklearn's default): all 10 on MNIST.
-        "macro_f1": round(float(f1_score(y_true, y_pred, average="macro", zero_division=0)), DECIMALS),
-        "loss": round(loss, DECIMALS),
-    }
+    summary = {**class_scores(y_true, y_pred), "loss": round(loss, DECIMALS)}
     per_class = {
         str(c): {
             "precision": round(float(precision[c]), DECIMALS),

@@ -24,10 +24,8 @@ portable anyway, that design is what trains a dense model's seeds.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import signal
-import statistics
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -192,23 +190,7 @@ def fit_replicates(
 
 
 def summarize(values: list[float]) -> dict:
-    """n, mean, sample sd, min, max and the 95% confidence interval of the mean (Student's t). One
-    value is a deterministic method's one draw, which every seed would give: sd 0, the interval
-    that value."""
-    from scipy import stats  # 0.3 s to import: only where a summary is made
+    """The replicates' summary: mnistbench.stats.summarize (scipy: imported where a summary is made)."""
+    from mnistbench import stats
 
-    n = len(values)
-    mean, sd = statistics.fmean(values), statistics.stdev(values) if n > 1 else 0.0
-    half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n) if n > 1 else 0.0
-    return {
-        k: round(v, DECIMALS) if isinstance(v, float) else v
-        for k, v in {
-            "n": n,
-            "mean": mean,
-            "sd": sd,
-            "min": min(values),
-            "max": max(values),
-            "ci95_low": mean - half,
-            "ci95_high": mean + half,
-        }.items()
-    }
+    return stats.summarize(values)

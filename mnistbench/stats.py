@@ -29,6 +29,7 @@ above a seed of B (ties count half), with a percentile bootstrap interval over s
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +38,7 @@ from scipy import optimize, stats
 LEVEL = 0.95  # every interval's coverage
 ALPHA = 0.05  # the benchmark's family-wise level (Holm)
 BOOTSTRAP = 2000  # resamples for P(A > B)'s interval; seeded: the same interval every run
+DECIMALS = 6  # as every metric here (the evaluate stage's)
 
 
 @dataclass(frozen=True)
@@ -107,9 +109,8 @@ def total_interval_f1(predicted: np.ndarray, labels: np.ndarray, resamples: int 
         macro_f1(predicted[:, idx], labels[idx]).mean()
         for idx in (rng.integers(0, len(labels), len(labels)) for _ in range(resamples))
     ]
-    half = t_half_width(
-        [(per_seed.var(ddof=1) / len(per_seed), len(per_seed) - 1), (float(np.var(means, ddof=1)), len(labels) - 1)]
-    )
+    seeds = [(per_seed.var(ddof=1) / len(per_seed), len(per_seed) - 1)] if len(per_seed) > 1 else []
+    half = t_half_width([*seeds, (float(np.var(means, ddof=1)), len(labels) - 1)])
     return Interval(float(per_seed.mean() - half), float(per_seed.mean() + half))
 
 
@@ -128,33 +129,36 @@ class Comparison:
     p_a_better_interval: Interval  # 95% percentile bootstrap over seeds
 
 
-def compare(
-    a, b, correct_a: np.ndarray | None = None, correct_b: np.ndarray | None = None, seed: int = 0
-) -> Comparison:
-    """Cell A against cell B on the same test set: per-seed accuracies a and b, and, for the
-    test-set-aware interval, their (S, N) correctness matrices on the same images in the same order."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+def _seeds_test(a: np.ndarray, b: np.ndarray) -> tuple[Interval, float]:
+    """The 95% interval of mean(a) - mean(b) over seeds and its two-sided p: Welch's test; one draw
+    of a deterministic method (one value) is a constant, so the test is one-sample on the other side
+    (Welch's with that side's variance 0); with no spread on either side the difference is exact."""
+    if a.std() == 0 and b.std() == 0:
+        difference = float(a.mean() - b.mean())
+        return Interval(difference, difference), (1.0 if difference == 0 else 0.0)
+    if len(a) == 1 or len(b) == 1:
+        sign, constant, seeds = (1, a[0], b) if len(a) == 1 else (-1, b[0], a)
+        test = stats.ttest_1samp(seeds, constant)
+        ci = test.confidence_interval(LEVEL)  # of mean(seeds), the constant not subtracted
+        low, high = sorted(sign * (constant - float(x)) for x in (ci.low, ci.high))
+        return Interval(low, high), float(test.pvalue)
     welch = stats.ttest_ind(a, b, equal_var=False)
-    difference = float(a.mean() - b.mean())
-    if a.std() == 0 and b.std() == 0:  # no spread on either side: the seeds' difference is exact
-        seeds, p = Interval(difference, difference), (1.0 if difference == 0 else 0.0)
+    ci = welch.confidence_interval(LEVEL)
+    return Interval(float(ci.low), float(ci.high)), float(welch.pvalue)
+
+
+def _p_outperform_interval(a: np.ndarray, b: np.ndarray, seed: int) -> Interval:
+    """95% percentile bootstrap of P(A > B) over seeds; a one-draw side is not resampled."""
+    if len(a) == 1 and len(b) == 1:
+        value = p_outperform(a, b)
+        return Interval(value, value)
+    if len(a) == 1 or len(b) == 1:
+        data, statistic = ((b,), lambda s: p_outperform(a, s)) if len(a) == 1 else ((a,), lambda s: p_outperform(s, b))
     else:
-        ci = welch.confidence_interval(LEVEL)
-        seeds, p = Interval(float(ci.low), float(ci.high)), float(welch.pvalue)
-    total = seeds
-    if correct_a is not None and correct_b is not None:
-        paired = np.asarray(correct_a, dtype=float).mean(0) - np.asarray(correct_b, dtype=float).mean(0)
-        half = t_half_width(
-            [
-                (a.var(ddof=1) / len(a), len(a) - 1),
-                (b.var(ddof=1) / len(b), len(b) - 1),
-                (paired.var(ddof=1) / len(paired), len(paired) - 1),
-            ]
-        )
-        total = Interval(difference - half, difference + half)
+        data, statistic = (a, b), p_outperform
     boot = stats.bootstrap(
-        (a, b),
-        p_outperform,
+        data,
+        statistic,
         paired=False,
         vectorized=False,
         n_resamples=BOOTSTRAP,
@@ -163,7 +167,27 @@ def compare(
         rng=np.random.default_rng(seed),
     )
     ci = boot.confidence_interval
-    return Comparison(difference, seeds, total, p, p_outperform(a, b), Interval(float(ci.low), float(ci.high)))
+    return Interval(float(ci.low), float(ci.high))
+
+
+def compare(
+    a, b, correct_a: np.ndarray | None = None, correct_b: np.ndarray | None = None, seed: int = 0
+) -> Comparison:
+    """Cell A against cell B on the same test set: per-seed accuracies a and b, and, for the
+    test-set-aware interval, their (S, N) correctness matrices on the same images in the same order.
+    A side of one value is a deterministic method's one draw: no seed term on that side."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    difference = float(a.mean() - b.mean())
+    seeds, p = _seeds_test(a, b)
+    total = seeds
+    if correct_a is not None and correct_b is not None:
+        paired = np.asarray(correct_a, dtype=float).mean(0) - np.asarray(correct_b, dtype=float).mean(0)
+        half = t_half_width(
+            [(x.var(ddof=1) / len(x), len(x) - 1) for x in (a, b) if len(x) > 1]
+            + [(paired.var(ddof=1) / len(paired), len(paired) - 1)]
+        )
+        total = Interval(difference - half, difference + half)
+    return Comparison(difference, seeds, total, p, p_outperform(a, b), _p_outperform_interval(a, b, seed))
 
 
 def holm(p_values: list[float]) -> list[float]:
@@ -240,3 +264,24 @@ def tost_power(sd_a: float, n_a: int, sd_b: float, n_b: int, margin: float, shif
     if low >= high:
         return 0.0
     return float(stats.norm.cdf((high - shift) / se) - stats.norm.cdf((low - shift) / se))
+
+
+def summarize(values: list[float]) -> dict:
+    """n, mean, sample sd, min, max and the 95% confidence interval of the mean (Student's t). One
+    value is a deterministic method's one draw, which every seed would give: sd 0, the interval
+    that value."""
+    n = len(values)
+    mean, sd = statistics.fmean(values), statistics.stdev(values) if n > 1 else 0.0
+    half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n) if n > 1 else 0.0
+    return {
+        k: round(v, DECIMALS) if isinstance(v, float) else v
+        for k, v in {
+            "n": n,
+            "mean": mean,
+            "sd": sd,
+            "min": min(values),
+            "max": max(values),
+            "ci95_low": mean - half,
+            "ci95_high": mean + half,
+        }.items()
+    }

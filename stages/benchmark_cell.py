@@ -8,7 +8,8 @@ the main pipeline's replicates stage trains one (mnistbench.replicates), so the 
 and AMD. Writes each seed's prediction for every test image (--predictions: compact, DVC-cached, so
 any later statistic needs no retraining) and the cell's summary (--metrics): test accuracy and
 macro-F1 as n, mean, sd, min, max, the 95% interval over seeds (`seeds_low`, `seeds_high`) and the
-one that also covers the test set's sampling (`total_low`, `total_high`; mnistbench/stats.py).
+one that also covers the test set's sampling (`total_low`, `total_high`; mnistbench/stats.py). A
+deterministic estimator's cell is one draw (n 1, sd 0, `"deterministic": true`).
 --first-seed trains another seed block of the same cell (the benchmark's control).
 """
 
@@ -18,31 +19,15 @@ from pathlib import Path
 
 import torch
 
-from mnistbench import stats
+from mnistbench import estimators
+from mnistbench.benchmark import cell_metrics
 from mnistbench.data import load_normalized
 from mnistbench.entry import run_stage
 from mnistbench.files import save_tensors, write_json
 from mnistbench.params import ParamsError
 from mnistbench.protocol import load_protocol
-from mnistbench.replicates import fit_replicates, summarize
+from mnistbench.replicates import fit_replicates
 from mnistbench.runtime import configure_torch
-
-
-def summary(values, interval_total: stats.Interval, decimals: int = 6) -> dict:
-    """n, mean, sd, min, max and the two 95% intervals, rounded as every metric here."""
-    s = summarize(list(values))
-    seeds = stats.seed_interval(values)
-    return {
-        "n": s["n"],
-        "mean": s["mean"],
-        "sd": s["sd"],
-        "min": s["min"],
-        "max": s["max"],
-        "seeds_low": round(seeds.low, decimals),
-        "seeds_high": round(seeds.high, decimals),
-        "total_low": round(interval_total.low, decimals),
-        "total_high": round(interval_total.high, decimals),
-    }
 
 
 def main() -> None:
@@ -62,6 +47,7 @@ def main() -> None:
             f"{args.params}: no cell {args.model}-{args.dataset}: models {list(protocol.models)}, "
             f"datasets {list(protocol.datasets)}"
         )
+    protocol.check_draws(str(args.params), estimators)
     model, train = protocol.cell(args.model, args.dataset, args.first_seed)
     seeds = protocol.seeds(args.model, args.first_seed)
     device = configure_torch(train.threads, train.device)
@@ -75,20 +61,11 @@ def main() -> None:
     results = fit_replicates(model, train, seeds, splits, device, jobs=protocol.jobs)
     seconds = time.perf_counter() - started
     predicted = torch.stack([r.predicted for r in results])  # (S, N) uint8
-    correct = (predicted == labels).numpy()
-    accuracies = [r.scores["accuracy"] for r in results]
-    f1s = [r.scores["macro_f1"] for r in results]
 
     save_tensors(args.predictions, {"seeds": torch.tensor(seeds), "predicted": predicted, "labels": labels})
-    accuracy = summary(accuracies, stats.total_interval(correct))
-    write_json(
-        args.metrics,
-        {
-            "accuracy": accuracy,
-            "macro_f1": summary(f1s, stats.total_interval_f1(predicted.numpy(), labels.numpy())),
-            "seeds": {"first": seeds[0], "last": seeds[-1]},
-        },
-    )
+    metrics = cell_metrics(seeds, predicted, labels)  # from the predictions alone: spot-check recomputes it
+    write_json(args.metrics, metrics)
+    accuracy = metrics["accuracy"]
     write_json(
         args.time,
         {
@@ -100,8 +77,13 @@ def main() -> None:
         },
     )
     print(
-        f"cell {args.model}-{args.dataset}: test accuracy {accuracy['mean']:.4f} ± {accuracy['sd']:.4f} "
-        f"(mean ± sd of {len(seeds)} seeds); {seconds:.1f} s"
+        f"cell {args.model}-{args.dataset}: test accuracy {accuracy['mean']:.4f}"
+        + (
+            " (one draw: deterministic)"
+            if len(seeds) == 1
+            else f" ± {accuracy['sd']:.4f} (mean ± sd of {len(seeds)} seeds)"
+        )
+        + f"; {seconds:.1f} s"
     )
 
 

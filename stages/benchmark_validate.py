@@ -5,10 +5,12 @@
 As the main pipeline's validate stage does for params.yaml (stages/validate.py): every other stage
 of the benchmark depends on this one's output, whose bytes never change, so a bad protocol stops
 `dvc repro` here, in one line naming the key, before DVC deletes any cell's outputs. It checks
-params.py's rules on every section, a cell of fewer than 2 seeds, an architecture, optimizer or
-schedule that is not registered or a key of theirs that breaks its rule, a model too large for
-this machine's memory, a DATA_MIRROR of folders that lack a listed dataset's files, and the
-published figures the cells are compared with (benchmark/published.yaml: mnistbench/published.py).
+params.py's rules on every section, a cell of fewer than 2 seeds (a deterministic estimator: one
+draw, no epochs), an architecture, optimizer or schedule that is not registered or a key of theirs
+that breaks its rule (each cell's training: the shared section with its own keys over it), a model
+too large for this machine's memory, a DATA_MIRROR of folders that lack a listed dataset's files,
+and the published figures the cells are compared with (benchmark/published.yaml:
+mnistbench/published.py).
 """
 
 import argparse
@@ -44,7 +46,7 @@ def main() -> None:
                 f"{args.params}: datasets lists {dataset!r} but no folder in DATA_MIRROR={mirror} "
                 f"holds {dataset}/{missing}; add a folder that does, or take {dataset} off the list"
             )
-    from mnistbench import models, optim  # torch: the architectures and optimizers are registries of code
+    from mnistbench import estimators, models, optim  # torch: the architectures and optimizers are registries of code
 
     for name, cell in protocol.cells.items():
         source = f"{args.params}: model.{name}.section"
@@ -57,7 +59,9 @@ def main() -> None:
             )
         models.MODELS.check_all(cell.model.arch, cell.model.sections, source)
         models.check_memory(cell.model)
-    optim.check(protocol.cell(protocol.models[0], protocol.datasets[0])[1], str(args.params))
+    protocol.check_draws(str(args.params), estimators)
+    for name in protocol.cells:  # each cell's training: the shared section with its own keys over it
+        optim.check(protocol.cell(name, protocol.datasets[0])[1], f"{args.params}: model.{name}.train")
     write_valid(args.out)
 
 

@@ -91,6 +91,45 @@ def test_the_paired_test_set_term_cancels_images_both_cells_get_alike():
     assert 0.003 - 0.002 < c.difference < 0.003 + 0.002
 
 
+def test_against_one_draw_the_test_is_one_sample_welchs_with_that_sides_variance_zero():
+    """A deterministic cell is one value: the seeds' test is scipy's one-sample t, which is Welch's
+    with that side's variance 0 (its df then the other side's n - 1); either order."""
+    draw = 0.9750
+    c, reverse = stats.compare([draw], B), stats.compare(B, [draw])
+    one = scipy_stats.ttest_1samp(B, draw)
+    ci = one.confidence_interval(0.95)  # of mean(B)
+    welch = scipy_stats.ttest_ind_from_stats(draw, 0.0, 2, np.mean(B), np.std(B, ddof=1), len(B), equal_var=False)
+    assert c.difference == pytest.approx(draw - np.mean(B), abs=1e-15) and c.p == pytest.approx(one.pvalue, abs=1e-15)
+    assert c.p == pytest.approx(welch.pvalue, rel=1e-12)
+    assert (c.seeds.low, c.seeds.high) == pytest.approx((draw - ci.high, draw - ci.low), abs=1e-12)
+    assert (reverse.seeds.low, reverse.seeds.high) == pytest.approx((ci.low - draw, ci.high - draw), abs=1e-12)
+    assert c.seeds.low < c.difference < c.seeds.high
+    assert reverse.p == c.p and reverse.p_a_better == pytest.approx(1 - c.p_a_better, abs=1e-15)
+    assert c.p_a_better == np.mean(np.array(B) < draw)
+    assert c.p_a_better_interval.low <= c.p_a_better <= c.p_a_better_interval.high
+    assert stats.compare([draw], B) == c  # seeded: the same every run
+
+
+def test_against_one_draw_the_total_interval_has_no_seed_term_on_that_side():
+    base = RNG.random((1, 2_000)) < 0.97
+    seeds = RNG.random((6, 2_000)) < 0.96
+    c = stats.compare(base.mean(1), seeds.mean(1), base, seeds)
+    paired = base.mean(0) - seeds.mean(0)
+    half = stats.t_half_width([(seeds.mean(1).var(ddof=1) / 6, 5), (paired.var(ddof=1) / 2_000, 1_999)])
+    assert (c.total.low, c.total.high) == pytest.approx((c.difference - half, c.difference + half), abs=1e-15)
+    assert c.total.low < c.seeds.low and c.seeds.high < c.total.high
+
+
+def test_two_draws_differ_exactly_on_this_test_set_and_only_its_sampling_can_tie_them():
+    a, b = RNG.random((1, 10_000)) < 0.97, RNG.random((1, 10_000)) < 0.96
+    c = stats.compare(a.mean(1), b.mean(1), a, b)
+    assert c.seeds.low == c.seeds.high == c.difference and c.p == 0.0
+    assert c.p_a_better_interval.low == c.p_a_better_interval.high == c.p_a_better == 1.0
+    paired = a[0].astype(float) - b[0]
+    half = 1.96 * paired.std(ddof=1) / 100
+    assert (c.total.high - c.total.low) / 2 == pytest.approx(half, rel=1e-3)
+
+
 def test_holm_is_statsmodels_holm():
     p = [0.01, 0.04, 0.03, 0.005, 0.2, 0.0001]
     assert stats.holm(p) == pytest.approx(list(multipletests(p, method="holm")[1]), abs=1e-15)
@@ -107,6 +146,14 @@ def test_the_detectable_drop_is_statsmodels_power_solved_for_the_effect(n, sd, a
     two-sample t power gives the same effect size."""
     effect = TTestIndPower().solve_power(nobs1=n, alpha=alpha, power=0.9, ratio=1.0, alternative="larger")
     assert stats.detectable_drop(sd, n, sd, n, alpha) == pytest.approx(effect * sd, rel=1e-6)
+
+
+def test_one_draws_f1_interval_is_the_test_sets_alone():
+    labels = RNG.integers(0, 10, 1_000)
+    predicted = np.where(RNG.random((1, 1_000)) < 0.9, labels, RNG.integers(0, 10, 1_000))
+    interval = stats.total_interval_f1(predicted, labels)
+    f1 = stats.macro_f1(predicted, labels)[0]
+    assert interval.low < f1 < interval.high and np.isfinite([interval.low, interval.high]).all()
 
 
 def test_macro_f1_is_scikit_learns_and_its_total_interval_holds_the_seeds_interval():
