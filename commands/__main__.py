@@ -11,6 +11,7 @@ import sys
 COMMANDS = {
     "gate": "gate",
     "reproduced": "reproduced",
+    "spot-check": "spot_check",
     "grid": "grid",
     "benchmark": "benchmark",
     "leaderboard": "leaderboard",

@@ -9,6 +9,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,9 @@ from tests.helpers import ROOT, e2e_repo, sh
 
 pytestmark = pytest.mark.slow
 
-TINY = {  # the protocol on 250 training images: a few seeds, one or two epochs
+TINY = {  # the protocol on 250 training images: a few seeds, one or two epochs; k-NN one draw
     "datasets": ["mnist", "fashion-mnist", "kmnist"],
+    "models": ["linear", "mlp", "cnn", "knn"],
     "model": {
         "linear": {"n": 3, "epochs": 2},
         "mlp": {"n": 3, "epochs": 2},
@@ -31,6 +33,7 @@ TINY = {  # the protocol on 250 training images: a few seeds, one or two epochs
             "epochs": 1,
             "section": {"cnn": {"channels": [4], "hidden": [8], "activation": "relu", "dropout": 0.0}},
         },
+        "knn": {"n": 1},
     },
     "prepare": {"val_size": 50},
 }
@@ -41,7 +44,7 @@ def tiny_protocol(path: Path, **changes) -> None:
 
     yaml = YAML()
     tree = yaml.load(path.read_text())
-    tree["datasets"] = TINY["datasets"]
+    tree["datasets"], tree["models"] = TINY["datasets"], TINY["models"]
     tree["prepare"].update(TINY["prepare"])
     for name, entry in TINY["model"].items():
         section = entry.get("section", {})
@@ -94,7 +97,7 @@ def bench(tmp_path_factory):
 
 def test_every_cell_runs_and_the_comparisons_say_which_gaps_are_real(bench):
     path, _, first = bench
-    cells = [f"{m}-{d}" for d in TINY["datasets"] for m in ("linear", "mlp", "cnn")]
+    cells = [f"{m}-{d}" for d in TINY["datasets"] for m in TINY["models"]]
     for name in cells:
         assert f"Running stage 'benchmark/dvc.yaml:cell@{name}'" in first.stdout
         metrics = json.loads((path / f"benchmark/metrics/{name}.json").read_text())
@@ -107,10 +110,15 @@ def test_every_cell_runs_and_the_comparisons_say_which_gaps_are_real(bench):
         assert accuracy.mean().item() == pytest.approx(a["mean"], abs=1e-6)
     comparisons = json.loads((path / "benchmark/comparisons.json").read_text())
     for dataset in TINY["datasets"]:
-        assert len(comparisons[dataset]["pairs"]) == 3 and comparisons[dataset]["best"].endswith(dataset)
+        assert len(comparisons[dataset]["pairs"]) == 6 and comparisons[dataset]["best"].endswith(dataset)
+        knn = json.loads((path / f"benchmark/metrics/knn-{dataset}.json").read_text())
+        assert knn["deterministic"] is True and knn["accuracy"]["sd"] == 0  # one draw, said so
+        a = knn["accuracy"]
+        assert a["seeds_low"] == a["mean"] == a["seeds_high"] and a["total_low"] <= a["mean"] <= a["total_high"]
     assert set(comparisons["control"]) >= {"difference", "p", "p_a_better", "real"}
     table = (path / "benchmark/results.md").read_text()
     assert table.count("| model | test accuracy, mean ± sd (n seeds) |") == 3 and "**control**" in table
+    assert table.count(" (1, deterministic) | ") == 3
     assert (path / "benchmark/plots/intervals.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -135,11 +143,13 @@ def test_the_main_pipelines_repro_and_experiments_leave_the_benchmark_alone(benc
 @pytest.mark.parametrize(
     "change, says",
     [
+        ({"model.mlp.n": 1}, "benchmark/params.yaml: model.mlp.n = 1: must be 2 at least (a cell needs 2 seeds"),
         (
-            {"model.mlp.n": 1},
-            "benchmark/params.yaml: model.mlp.n = 1: must be an integer from 2 to 1000 (a cell needs 2 "
-            "seeds for a spread)",
+            {"model.knn.n": 3},
+            "benchmark/params.yaml: model.knn.n = 3: knn is deterministic, every seed gives the same bits; set n: 1",
         ),
+        ({"model.knn.epochs": 2}, "model.knn.epochs: knn is a scikit-learn estimator, which trains no epochs"),
+        ({"model.mlp.epochs": None}, "model.mlp.epochs = None: must be an integer from 1"),
         ({"datasets": ["mnist", "cifar"]}, "benchmark/params.yaml: datasets names 'cifar', which is none of"),
         ({"model.cnn.section.arch": "resnet"}, "model.cnn.section: model.arch = 'resnet': must be one of "),
         ({"model.cnn.section.cnn.channels": [0]}, "model.cnn.section: model.cnn.channels[0] = 0: must be >= 1"),
@@ -234,3 +244,51 @@ def test_a_fault_in_a_cell_leaves_nothing_running_and_its_hint_brings_the_commit
     subprocess.run(hint, shell=True, cwd=path, env=env, check=True, capture_output=True)
     assert results_bytes(path) == committed
     assert "Data and pipelines are up to date." in sh(path, env, "dvc", "status", "benchmark/dvc.yaml").stdout
+
+
+def spot_check(path: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    return sh(path, env, sys.executable, "-m", "commands", "spot-check", *args, check=False)
+
+
+def test_spot_check_vouches_for_the_committed_benchmark_and_leaves_the_tree_clean(bench):
+    path, env, _ = bench
+    ran = spot_check(path, env)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.count("retrained, the same bytes") == len(TINY["datasets"]) * len(TINY["models"]) + 1
+    assert "the committed benchmark is vouched for at" in ran.stdout
+    assert sh(path, env, "git", "status", "--porcelain").stdout == ""
+
+
+@pytest.mark.parametrize("fault", ["a wrong seed, locked and rescored", "metrics edited, locked", "metrics edited"])
+def test_spot_check_fails_a_wrong_committed_result_in_one_line(bench, fault):
+    """Each way a wrong result could be committed: a seed's predictions that this code does not
+    train (its statistics and the lock made to agree with them), metrics that its predictions do
+    not give (the lock agreeing), an output the lock does not record."""
+    from mnistbench.benchmark import cell_metrics
+    from mnistbench.files import write_json
+
+    path, env, _ = bench
+    head = sh(path, env, "git", "rev-parse", "HEAD").stdout.strip()
+    predictions, metrics = path / "benchmark/predictions/mlp-mnist.pt", path / "benchmark/metrics/mlp-mnist.json"
+    try:
+        if fault == "a wrong seed, locked and rescored":
+            blob = torch.load(predictions, weights_only=True)
+            blob["predicted"][1, :5] = (blob["predicted"][1, :5] + 1) % 10
+            save_tensors(predictions, blob)
+            write_json(metrics, cell_metrics(blob["seeds"].tolist(), blob["predicted"], blob["labels"]))
+            sh(path, env, "dvc", "commit", "-f", "-q", "benchmark/dvc.yaml:cell@mlp-mnist")
+            sh(path, env, "dvc", "repro", "-q", "benchmark/dvc.yaml:compare")
+            says = "spot-check: differs: cell mlp-mnist, seed 1: retrained, its predictions differ from the committed"
+        else:
+            metrics.write_text(metrics.read_text().replace('"sd": ', '"sd": 1e-09, "was": ', 1))
+            if fault == "metrics edited, locked":
+                sh(path, env, "dvc", "commit", "-f", "-q", "benchmark/dvc.yaml:cell@mlp-mnist")
+                says = "spot-check: differs: benchmark/metrics/mlp-mnist.json is not what its committed predictions"
+            else:
+                says = "spot-check: differs: benchmark/dvc.lock does not match the committed code, params or outputs of"
+        sh(path, env, "git", "commit", "-qam", fault)
+        ran = spot_check(path, env, "--seeds", "all")
+    finally:
+        sh(path, env, "git", "reset", "-q", "--hard", head)
+    assert ran.returncode == 1 and ran.stderr.strip().splitlines() == [ran.stderr.strip()], ran.stderr
+    assert ran.stderr.startswith(says), ran.stderr

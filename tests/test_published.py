@@ -34,6 +34,21 @@ def write(tmp_path, *figures) -> str:
     return str(path)
 
 
+def test_the_committed_benchmark_checks_8_figures_of_two_sources_on_both_datasets():
+    """Each figure whose cell the committed protocol runs, on a dataset it lists, has its verdict."""
+    from mnistbench.protocol import load_protocol
+
+    protocol = load_protocol(ROOT / "benchmark/params.yaml")
+    checked = [
+        f
+        for f in published.load(ROOT / published.PUBLISHED_FILE, DATASETS)
+        if f.cell in protocol.models and f.dataset in protocol.datasets
+    ]
+    assert all((ROOT / f"benchmark/metrics/{f.cell}-{f.dataset}.json").exists() for f in checked)
+    assert len(checked) >= 8 and {f.dataset for f in checked} >= {"mnist", "fashion-mnist"}
+    assert len({f.source.split(",")[0] for f in checked}) >= 2
+
+
 def test_the_committed_figures_load_and_span_two_sources_and_both_datasets():
     figures = published.load(ROOT / published.PUBLISHED_FILE, DATASETS)
     assert len(figures) >= 8
