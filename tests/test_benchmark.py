@@ -189,7 +189,7 @@ def test_a_bad_protocol_stops_the_benchmark_before_any_cells_outputs_go(bench, c
     "fault, says",
     [
         ("truncated", "cell mlp-mnist: benchmark/predictions/mlp-mnist.pt: cell mlp-mnist's predictions is unreadable"),
-        ("other test set", "cells mlp-mnist and linear-mnist were scored on other test sets"),
+        ("other test set", "cells mlp-mnist and knn-mnist were scored on other test sets (90 and 100 images"),
         ("non-numeric", "cell mlp-mnist: its metrics' accuracy.sd is not a number ('wide')"),
     ],
 )
@@ -281,8 +281,9 @@ def test_spot_check_fails_a_wrong_committed_result_in_one_line(bench, fault):
             says = "spot-check: differs: cell mlp-mnist, seed 1: retrained, its predictions differ from the committed"
         else:
             metrics.write_text(metrics.read_text().replace('"sd": ', '"sd": 1e-09, "was": ', 1))
-            if fault == "metrics edited, locked":
+            if fault == "metrics edited, locked":  # the cell's lock entry and the compare stage's made to agree
                 sh(path, env, "dvc", "commit", "-f", "-q", "benchmark/dvc.yaml:cell@mlp-mnist")
+                sh(path, env, "dvc", "commit", "-f", "-q", "benchmark/dvc.yaml:compare")
                 says = "spot-check: differs: benchmark/metrics/mlp-mnist.json is not what its committed predictions"
             else:
                 says = "spot-check: differs: benchmark/dvc.lock does not match the committed code, params or outputs of"
@@ -290,5 +291,5 @@ def test_spot_check_fails_a_wrong_committed_result_in_one_line(bench, fault):
         ran = spot_check(path, env, "--seeds", "all")
     finally:
         sh(path, env, "git", "reset", "-q", "--hard", head)
-    assert ran.returncode == 1 and ran.stderr.strip().splitlines() == [ran.stderr.strip()], ran.stderr
-    assert ran.stderr.startswith(says), ran.stderr
+    said = [line for line in ran.stderr.splitlines() if line.startswith("spot-check")]  # scipy may warn too
+    assert ran.returncode == 1 and len(said) == 1 and said[0].startswith(says), ran.stderr
