@@ -49,11 +49,11 @@ DISK_ADVICE = {
 # DVC's cache. --force: an interrupted stage leaves half-written outputs that are in no cache, and
 # DVC refuses to replace unsaved files without it. params.yaml is left as it is.
 RESTORE = "git checkout HEAD -- dvc.lock metrics plots dvclive && dvc checkout --force"
-# The same for the benchmark's pipeline, in a folder of its own: its lock and results from git, its
-# cached outputs (the prepared data, each cell's predictions) from DVC's cache.
+# The same for the benchmark's pipeline, in a folder of its own: its lock and results (each cell's
+# predictions included) from git, its cached outputs (the prepared data) from DVC's cache.
 RESTORES = {
-    "benchmark": "git checkout HEAD -- benchmark/dvc.lock benchmark/metrics benchmark/plots benchmark/results.md "
-    "benchmark/comparisons.json && dvc checkout --force benchmark/dvc.yaml",
+    "benchmark": "git checkout HEAD -- benchmark/dvc.lock benchmark/metrics benchmark/predictions benchmark/plots "
+    "benchmark/results.md benchmark/comparisons.json && dvc checkout --force benchmark/dvc.yaml",
 }
 
 
