@@ -200,7 +200,7 @@ def run_in_clone(target: Target, job: Job) -> dict:
             sh(dvc, "pull", "--quiet", "--run-cache", remote="cannot pull the baseline's outputs from the DVC remote")
         for file, key, value in job.edits:
             _set_value(os.path.join(clone, file), key, value)
-        if job.kind == "stage" and not target.cache_dir:
+        if job.kind == "stage":
             _cache_uncached(clone, job.targets)
         if job.kind == "experiment":
             command = [dvc, "exp", "run", *[a for o in job.args + job.extra for a in ("-S", o)], *job.targets]
@@ -233,12 +233,13 @@ def run_in_clone(target: Target, job: Job) -> dict:
 
 
 def _cache_uncached(clone: str, targets: tuple[str, ...]) -> None:
-    """The targets' `cache: false` outputs (metrics, tables) cached in this clone's dvc.yaml, so
-    that `dvc push` carries them to the DVC remote. DVC's run cache stores such outputs in the cache
-    too and restores them from it, but `dvc push` skips them, so a driver's `dvc repro --pull`
-    would find them missing and run the stage again. The flag is no part of the run cache's key
-    or entry (its command, dependencies, params and output paths): the entry restores the stage
-    as the repository defines it. Checked: the file means the same but for the flags."""
+    """The targets' `cache: false` outputs (metrics, tables, the benchmark's predictions) cached in
+    this clone's dvc.yaml, so that the clone's run leaves a run-cache entry the driver restores.
+    DVC saves no entry at all for a stage with an uncached output other than a metric or a plot
+    (`Stage.run`: `run_cache=not no_cache_outs`), and `dvc push` skips uncached outputs, so a
+    driver's `dvc repro` (`--pull` on a cluster) would run the stage again. The flag is no part of
+    the run cache's key or entry (its command, dependencies, params and output paths): the entry
+    restores the stage as the repository defines it. Checked: the file means the same but for the flags."""
     from ruamel.yaml import YAML
 
     yaml = YAML()

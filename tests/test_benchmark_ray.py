@@ -56,7 +56,7 @@ def test_every_cell_trains_in_a_clone_and_lands_here_with_the_bytes_of_dvc_repro
     assert sorted(restored_here(ray.stdout)) == sorted(CELLS), ray.stdout  # ... and none here: restored
     assert "Running stage 'benchmark/dvc.yaml:compare'" in ray.stdout and "warning" not in ray.stderr
     assert ray.stdout.rstrip().endswith(
-        "benchmark: 10 cells on Ray, restored here; the results in benchmark/: commit them"
+        f"benchmark: {len(CELLS)} cells on Ray, restored here; the results in benchmark/: commit them"
     )
     on_ray = results_bytes(path)
     assert all(f"benchmark/metrics/{c.removeprefix('cell@')}.json" in on_ray for c in CELLS)
@@ -136,14 +136,16 @@ def test_ctrl_c_keeps_every_finished_cell_and_leaves_nothing_running(repo):
     lines = []
     for line in run.stdout:  # the first cell finishes; the next ones train on
         lines.append(line)
-        if re.match(r"benchmark: \[\d+/10\] \S+ in ", line):
+        if re.match(rf"benchmark: \[\d+/{len(CELLS)}\] \S+ in ", line):
             break
     time.sleep(3)  # the cells started meanwhile are training, not being handed to a worker (a Ray race)
     run.send_signal(signal.SIGINT)
     out, err = run.communicate(timeout=120)
     out = "".join(lines) + out
     assert run.returncode == 130, out + err
-    assert re.search(r"benchmark: \d+ of 10 cells finished; interrupted; they are in DVC's run cache", err), err
+    assert re.search(
+        rf"benchmark: \d+ of {len(CELLS)} cells finished; interrupted; they are in DVC's run cache", err
+    ), err
     deadline = time.monotonic() + 20
     while grid_processes() and time.monotonic() < deadline:
         time.sleep(0.5)
