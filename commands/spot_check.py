@@ -32,7 +32,6 @@ import hashlib
 import json
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from mnistbench.entry import run_command
@@ -86,58 +85,41 @@ def check_lock(dvc: str) -> None:
         )
 
 
-def check_statistics(protocol) -> None:
-    """Step 2: each cell's metrics from its predictions, then the compare stage's outputs."""
+def check_statistics(protocol) -> dict:
+    """Step 2: each cell's metrics from its predictions, then the compare stage's outputs.
+    Returns every cell (the control's under "control"), as read for step 3."""
     from mnistbench import benchmark
-    from mnistbench.files import load_tensors, write_bytes, write_json, write_text
 
     cells = {}
     for name in [*protocol.names(), "control"]:
-        blob = load_tensors(FOLDER / "predictions" / f"{name}.pt", f"cell {name}'s predictions")
-        committed = json.loads((FOLDER / "metrics" / f"{name}.json").read_text())
-        again = benchmark.cell_metrics(blob["seeds"].tolist(), blob["predicted"], blob["labels"])
-        if again != committed:
+        cell = benchmark.read_cell(name, FOLDER)
+        if benchmark.cell_metrics(cell.seeds, cell.predicted, cell.labels) != cell.metrics:
             raise Differs(
                 f"benchmark/metrics/{name}.json is not what its committed predictions give; "
                 f"run `dvc repro {PIPELINE}` and commit its results"
             )
-        cells[name] = benchmark.load_cell(name, FOLDER / "predictions" / f"{name}.pt", committed)
-    control = cells.pop("control")
-    data = cells
-    results = benchmark.compare_cells(protocol, data, control)
-    with tempfile.TemporaryDirectory() as tmp:
-        outputs = {
-            "comparisons.json": lambda p: write_json(p, benchmark.as_json(results)),
-            "results.md": lambda p: write_text(p, benchmark.table(protocol, data, results)),
-            "plots/intervals.png": lambda p: write_bytes(p, benchmark.interval_plot(protocol, data, results)),
-        }
-        for name, write in outputs.items():
-            (Path(tmp) / name).parent.mkdir(parents=True, exist_ok=True)
-            write(Path(tmp) / name)
-            if (Path(tmp) / name).read_bytes() != (FOLDER / name).read_bytes():
-                raise Differs(
-                    f"benchmark/{name} is not what the committed predictions give; "
-                    f"run `dvc repro {PIPELINE}:compare` and commit it"
-                )
+        cells[name] = cell
+    data = {name: cell for name, cell in cells.items() if name != "control"}
+    results = benchmark.compare_cells(protocol, data, cells["control"])
+    for name, again in benchmark.compare_outputs(protocol, data, results).items():
+        if again != (FOLDER / name).read_bytes():
+            raise Differs(
+                f"benchmark/{name} is not what the committed predictions give; "
+                f"run `dvc repro {PIPELINE}:compare` and commit it"
+            )
+    return cells
 
 
 def retrain(protocol, name: str, seed: int):
     """One seed of one cell, as stages/benchmark_cell.py trains it: its (N,) uint8 predictions."""
-    from mnistbench.data import load_normalized
-    from mnistbench.replicates import fit_replicates
-    from mnistbench.runtime import configure_torch
+    from mnistbench.replicates import cell_setup, fit_replicates
 
     model_name, dataset, first = (
         (protocol.control.model, protocol.control.dataset, protocol.control.seed)
         if name == "control"
         else (*name.split("-", 1), None)
     )
-    model, train = protocol.cell(model_name, dataset, first)
-    device = configure_torch(train.threads, train.device)
-    splits = tuple(
-        load_normalized(FOLDER / "data" / dataset / f"{split}.pt", train.normalize_mean, train.normalize_std, device)
-        for split in ("train", "val", "test")
-    )
+    model, train, device, splits = cell_setup(protocol, model_name, dataset, FOLDER / "data" / dataset, first)
     (result,) = fit_replicates(model, train, [seed], splits, device, jobs=1, log=lambda _: None)
     return result.predicted
 
@@ -159,7 +141,6 @@ def vouch(which: str) -> None:
 
     from commands.ray_grid import dvc_executable
     from mnistbench import estimators
-    from mnistbench.files import load_tensors
     from mnistbench.protocol import load_protocol
 
     revision = commit()
@@ -167,20 +148,18 @@ def vouch(which: str) -> None:
     protocol.check_draws(str(PROTOCOL), estimators)
     check_lock(dvc_executable())
     print(f"spot-check: {PIPELINE}'s lock matches the committed code, params, data and outputs")
-    check_statistics(protocol)
+    cells = check_statistics(protocol)
     print("spot-check: every cell's metrics and the comparisons, table and plot recomputed from the predictions")
-    for name in [*protocol.names(), "control"]:
-        blob = load_tensors(FOLDER / "predictions" / f"{name}.pt", f"cell {name}'s predictions")
-        seeds = blob["seeds"].tolist()
-        for seed in seeds if which == "all" else [chosen_seed(seeds, revision, name)]:
-            row = blob["predicted"][seeds.index(seed)]
+    for name, cell in cells.items():
+        for seed in cell.seeds if which == "all" else [chosen_seed(cell.seeds, revision, name)]:
+            row = cell.predicted[cell.seeds.index(seed)]
             if not torch.equal(retrain(protocol, name, seed), row):
                 raise Differs(
                     f"cell {name}, seed {seed}: retrained, its predictions differ from the committed ones; "
                     f"run `dvc repro -f {PIPELINE}:{'control' if name == 'control' else 'cell@' + name}` and "
                     "commit, or `mnistbench reproduced` if this machine is another stack"
                 )
-            print(f"spot-check: cell {name}, seed {seed} ({len(seeds)} in all): retrained, the same bytes")
+            print(f"spot-check: cell {name}, seed {seed} ({len(cell.seeds)} in all): retrained, the same bytes")
     print(f"spot-check: the committed benchmark is vouched for at {revision[:12]}")
 
 

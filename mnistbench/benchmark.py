@@ -1,9 +1,10 @@
 """The benchmark's comparisons, table and picture, from its cells' per-seed test predictions.
 
-    cells = {name: load_cell(predictions, metrics) for name in protocol.names()}
+    cells = {name: read_cell(name, Path("benchmark")) for name in protocol.names()}
     results = compare_cells(protocol, cells)     # per dataset: every pair, the best, its ties
     markdown = table(protocol, results)           # benchmark/results.md
     png = interval_plot(protocol, results)        # benchmark/plots/intervals.png
+    files = compare_outputs(protocol, cells, results)  # the compare stage's three files, as bytes
 
 Within each dataset every pair of cells is compared (mnistbench.stats.compare): the difference of
 the means with its 95% interval over seeds (Welch) and over seeds and test images (paired), Welch's
@@ -19,6 +20,7 @@ the test set's sampling can make two such cells tie.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from mnistbench import stats
-from mnistbench.files import FileFormatError, load_tensors
+from mnistbench.files import FileFormatError, json_bytes, load_tensors
 from mnistbench.protocol import Protocol
 
 SUMMARY_FIELDS = ("n", "mean", "sd", "min", "max", "seeds_low", "seeds_high", "total_low", "total_high")
@@ -57,10 +59,10 @@ def summary(values, interval_total: stats.Interval) -> dict:
 def cell_metrics(seeds: list[int], predicted, labels) -> dict:
     """A cell's metrics file from its predictions alone: each seed's test accuracy and macro-F1
     (scored as the evaluate stage scores a model), their summaries and intervals; a deterministic
-    cell's one draw says so. predicted: (S, N) uint8 tensor of classes; labels: (N,)."""
+    cell's one draw says so. predicted: (S, N) uint8 classes; labels: (N,) (tensors or arrays)."""
     from mnistbench.evaluate import class_scores
 
-    rows, truth = predicted.numpy(), labels.numpy()
+    rows, truth = np.asarray(predicted), np.asarray(labels)
     scores = [class_scores(truth, row) for row in rows]
     deterministic = {"deterministic": True} if len(seeds) == 1 else {}  # one draw: every seed gives it
     return {
@@ -78,6 +80,20 @@ class CellData:
     correct: np.ndarray  # (S, N) bool
     labels: np.ndarray  # (N,)
     metrics: dict  # the cell's metrics file
+    seeds: list[int]  # as its predictions file records them
+    predicted: object  # (S, N) uint8 tensor: each seed's class for each test image
+
+
+def read_cell(name: str, folder: Path) -> CellData:
+    """Cell `name`'s files under `folder` (predictions/NAME.pt, metrics/NAME.json), checked."""
+    metrics = folder / "metrics" / f"{name}.json"
+    try:
+        values = json.loads(metrics.read_text())
+    except (OSError, ValueError) as e:
+        raise CellError(
+            f"cell {name}: {metrics} is unreadable ({e}); rerun `dvc repro benchmark/dvc.yaml:cell@{name}`"
+        ) from None
+    return load_cell(name, folder / "predictions" / f"{name}.pt", values)
 
 
 def load_cell(name: str, predictions: Path, metrics: dict) -> CellData:
@@ -86,10 +102,18 @@ def load_cell(name: str, predictions: Path, metrics: dict) -> CellData:
         blob = load_tensors(predictions, f"cell {name}'s predictions")
     except FileFormatError as e:
         raise CellError(f"cell {name}: {e}") from None
-    predicted, labels = (blob.get(k) if isinstance(blob, dict) else None for k in ("predicted", "labels"))
-    if predicted is None or labels is None or predicted.dim() != 2 or predicted.shape[1:] != labels.shape:
+    keys = ("predicted", "labels", "seeds")
+    predicted, labels, seeds = (blob.get(k) if isinstance(blob, dict) else None for k in keys)
+    if (
+        predicted is None
+        or labels is None
+        or seeds is None
+        or predicted.dim() != 2
+        or predicted.shape[1:] != labels.shape
+        or seeds.shape != predicted.shape[:1]
+    ):
         raise CellError(
-            f"cell {name}: {predictions} holds no (seeds, images) predictions for its labels; "
+            f"cell {name}: {predictions} holds no (seeds, images) predictions for its seeds and labels; "
             f"rerun `dvc repro benchmark/dvc.yaml:cell@{name}`"
         )
     for metric in ("accuracy", "macro_f1"):
@@ -109,7 +133,7 @@ def load_cell(name: str, predictions: Path, metrics: dict) -> CellData:
             "or is one deterministic draw)"
         )
     correct = (predicted == labels).numpy()
-    return CellData(name, correct.mean(1), correct, labels.numpy(), metrics)
+    return CellData(name, correct.mean(1), correct, labels.numpy(), metrics, seeds.tolist(), predicted)
 
 
 @dataclass(frozen=True)
@@ -188,6 +212,16 @@ def as_json(results: dict) -> dict:
             "pairs": {f"{p.a} vs {p.b}": _pair_json(p) for p in r["pairs"]},
         }
     return out
+
+
+def compare_outputs(protocol: Protocol, cells: dict[str, CellData], results: dict) -> dict[str, bytes]:
+    """The compare stage's files as bytes, by their names under benchmark/: the comparisons
+    (comparisons.json), the table (results.md) and the interval plot (plots/intervals.png)."""
+    return {
+        "comparisons.json": json_bytes(as_json(results)),
+        "results.md": table(protocol, cells, results).encode(),
+        "plots/intervals.png": interval_plot(protocol, cells, results),
+    }
 
 
 def pp(x: float) -> str:

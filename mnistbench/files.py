@@ -54,8 +54,13 @@ def write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
+def json_bytes(obj) -> bytes:
+    """`obj` as every JSON file here is written: indented by 2, keys in their order, a final newline."""
+    return (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode()
+
+
 def write_json(path: str | Path, obj) -> None:
-    write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+    write_bytes(path, json_bytes(obj))
 
 
 def write_text(path: str | Path, text: str) -> None:

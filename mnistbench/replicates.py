@@ -194,3 +194,19 @@ def summarize(values: list[float]) -> dict:
     from mnistbench import stats
 
     return stats.summarize(values)
+
+
+def cell_setup(protocol, model_name: str, dataset: str, data, first_seed: int | None = None):
+    """A cell as its stage trains it (and spot-check retrains it): its model section and training
+    config, the device configured for them, and the dataset's train, val and test splits from
+    `data`, normalized by the protocol (mnistbench.protocol.Protocol)."""
+    from mnistbench.data import load_normalized
+    from mnistbench.runtime import configure_torch
+
+    model, train = protocol.cell(model_name, dataset, first_seed)
+    device = configure_torch(train.threads, train.device)
+    splits = tuple(
+        load_normalized(data / f"{split}.pt", train.normalize_mean, train.normalize_std, device)
+        for split in ("train", "val", "test")
+    )
+    return model, train, device, splits

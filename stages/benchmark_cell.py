@@ -21,13 +21,11 @@ import torch
 
 from mnistbench import estimators
 from mnistbench.benchmark import cell_metrics
-from mnistbench.data import load_normalized
 from mnistbench.entry import run_stage
 from mnistbench.files import save_tensors, write_json
 from mnistbench.params import ParamsError
 from mnistbench.protocol import load_protocol
-from mnistbench.replicates import fit_replicates
-from mnistbench.runtime import configure_torch
+from mnistbench.replicates import cell_setup, fit_replicates
 
 
 def main() -> None:
@@ -48,13 +46,8 @@ def main() -> None:
             f"datasets {list(protocol.datasets)}"
         )
     protocol.check_draws(str(args.params), estimators)
-    model, train = protocol.cell(args.model, args.dataset, args.first_seed)
+    model, train, device, splits = cell_setup(protocol, args.model, args.dataset, args.data, args.first_seed)
     seeds = protocol.seeds(args.model, args.first_seed)
-    device = configure_torch(train.threads, train.device)
-    splits = tuple(
-        load_normalized(args.data / f"{split}.pt", train.normalize_mean, train.normalize_std, device)
-        for split in ("train", "val", "test")
-    )
     labels = splits[2][1].cpu().to(torch.uint8)
 
     started = time.perf_counter()

@@ -9,24 +9,12 @@ the other cells of its dataset end the stage in one line naming the cell.
 """
 
 import argparse
-import json
 from pathlib import Path
 
 from mnistbench import benchmark
 from mnistbench.entry import run_stage
-from mnistbench.files import write_bytes, write_json, write_text
+from mnistbench.files import write_bytes
 from mnistbench.protocol import load_protocol
-
-
-def read(name: str, folder: Path) -> benchmark.CellData:
-    metrics = folder / "metrics" / f"{name}.json"
-    try:
-        values = json.loads(metrics.read_text())
-    except (OSError, ValueError) as e:
-        raise benchmark.CellError(
-            f"cell {name}: {metrics} is unreadable ({e}); rerun `dvc repro benchmark/dvc.yaml:cell@{name}`"
-        ) from None
-    return benchmark.load_cell(name, folder / "predictions" / f"{name}.pt", values)
 
 
 def main() -> None:
@@ -38,13 +26,14 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, required=True, help="interval plot (PNG) to write")
     args = parser.parse_args()
     protocol = load_protocol(args.params)
-    cells = {name: read(name, args.cells) for name in protocol.names()}
-    control = read("control", args.cells)
+    cells = {name: benchmark.read_cell(name, args.cells) for name in protocol.names()}
+    control = benchmark.read_cell("control", args.cells)
     results = benchmark.compare_cells(protocol, cells, control)
 
-    write_json(args.comparisons, benchmark.as_json(results))
-    write_text(args.table, benchmark.table(protocol, cells, results))
-    write_bytes(args.plot, benchmark.interval_plot(protocol, cells, results))
+    outputs = benchmark.compare_outputs(protocol, cells, results)
+    paths = {"comparisons.json": args.comparisons, "results.md": args.table, "plots/intervals.png": args.plot}
+    for name, data in outputs.items():
+        write_bytes(paths[name], data)
     for dataset in protocol.datasets:
         r = results[dataset]
         ties = f", tied by {', '.join(r['ties'])}" if r["ties"] else ""
