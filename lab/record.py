@@ -34,6 +34,7 @@ COMMANDS = {  # record name -> the command that writes it
     "variance": "python -m lab.variance",
     "sweep": "python -m lab.sweep",
     "stacks": "python -m lab.stacks",
+    "time_to_accuracy": "python -m lab.time_to_accuracy",
 }
 FIELDS = ("command", "date", "machine", "figures")
 

@@ -23,6 +23,7 @@ CASES = [  # command and its arguments, what is wrong, the end of its one line
     (["bench_replicates"], "params", BAD_PARAMS),
     (["gate_power"], "params", BAD_PARAMS),
     (["sweep"], "params", BAD_PARAMS),
+    (["time_to_accuracy"], "params", BAD_PARAMS),
     (["bench_replicates"], "data", NO_DATA),
     (["gate_power"], "data", NO_DATA),
     (["sweep"], "data", NO_DATA),
@@ -64,6 +65,7 @@ def tiny_prepared(folder):
 
 BAD_ARGUMENTS = [  # argparse's usage line, then one line naming the argument: exit 2
     (["sweep", "--seeds", "0"], "must be at least 1"),
+    (["time_to_accuracy", "--seeds", "1"], "--seeds must be at least 2 (a mean over seeds needs two)"),
     (["sweep", "--epochs", "0"], "must be at least 1"),
     (["bench_replicates", "--seeds", "0"], "must be at least 1"),
     (["bench_replicates", "--jobs", "0"], "must be at least 1"),
