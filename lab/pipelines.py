@@ -1,18 +1,20 @@
 """What each pipeline costs: `dvc repro -f` of the main pipeline and of the benchmark, timed here.
 
-    DATA_MIRROR=../shared/datasets:/usr/share/datasets python -m lab.pipelines   # about 12 minutes here
+    DATA_MIRROR=../shared/datasets:/usr/share/datasets python -m lab.pipelines   # about half an hour here
     python -m lab.pipelines --only main
 
 Runs in this workspace, as a user would (`dvc repro -f dvc.yaml`, then `dvc repro -f
 benchmark/dvc.yaml`), so it also rewrites their outputs: the same bytes, as CI checks. Records the
-wall time of each, each stage's training time (the stages write them to timings/), and each
-benchmark cell's share of the benchmark's training. Time it on an idle machine.
+wall time and the CPU time of each (every process dvc ran, as the OS counts it: getrusage of the
+children), each stage's training time (the stages write them to timings/), and each benchmark
+cell's training time, seeds and processes. Time it on an idle machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import time
@@ -24,12 +26,16 @@ from mnistbench.entry import run_command
 PIPELINES = {"main": "dvc.yaml", "benchmark": "benchmark/dvc.yaml"}
 
 
-def timed(pipeline: str) -> float:
-    started = time.perf_counter()
+def timed(pipeline: str) -> dict[str, float]:
+    def cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    started, cpu_before = time.perf_counter(), cpu()
     done = subprocess.run(["dvc", "repro", "-f", pipeline], capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"pipelines: error: `dvc repro -f {pipeline}` failed: {done.stderr.strip()[-500:]}")
-    return round(time.perf_counter() - started, 1)
+    return {"seconds": round(time.perf_counter() - started, 1), "cpu_seconds": round(cpu() - cpu_before, 1)}
 
 
 def stage_seconds(folder: Path) -> dict[str, float]:
@@ -55,14 +61,20 @@ def main() -> None:
     for name, pipeline in PIPELINES.items():
         if args.only in (None, name):
             print(f"pipelines: dvc repro -f {pipeline} ...", file=sys.stderr, flush=True)
-            figures[name] = {"seconds": timed(pipeline)}
+            figures[name] = timed(pipeline)
     if "main" in figures:
         figures["main"]["stages"] = stage_seconds(Path("timings"))
     if "benchmark" in figures:
-        cells = stage_seconds(Path("timings/benchmark"))
-        total = sum(cells.values())
+        cells = {p.stem: json.loads(p.read_text()) for p in sorted(Path("timings/benchmark").glob("*.json"))}
+        total = sum(c["train_seconds"] for c in cells.values())
         figures["benchmark"]["cells"] = {
-            name: {"seconds": s, "share": round(s / total, 3)} for name, s in cells.items()
+            name: {
+                "seconds": c["train_seconds"],
+                "share": round(c["train_seconds"] / total, 3),
+                "seeds": c["seeds"],
+                "processes": min(c["jobs"], c["seeds"]),  # seeds trained at once, one process each
+            }
+            for name, c in cells.items()
         }
     path = record.write("pipelines", figures)
     print(json.dumps(figures, indent=1))
